@@ -1,0 +1,159 @@
+"""Conventions every llmstack container follows: pinned image, GPU requests, healthcheck, envs, retained volumes, labels, waiting."""
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Optional
+
+import pulumi
+import pulumi_docker as docker
+
+RESTART_POLICY = "unless-stopped"
+LABEL_PREFIX = "llmstack"
+ALL_GPUS = "all"
+# Pulling a multi-GB engine image over a slow link takes a while; the provider's default is 20 min.
+IMAGE_PULL_TIMEOUT = "60m"
+HEALTH_INTERVAL = "30s"
+HEALTH_TIMEOUT = "10s"
+HEALTH_RETRIES = 3
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|m|s|ms)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def duration_seconds(duration: str) -> int:
+    """Seconds in a Go duration string such as `90s`, `15m` or `1h30m`."""
+    parts = _DURATION_PART.findall(duration)
+    if not parts or "".join(n + u for n, u in parts) != duration:
+        raise ValueError(f"not a duration: {duration!r} (use e.g. 90s, 15m, 1h30m)")
+    return int(sum(float(n) * _UNIT_SECONDS[u] for n, u in parts))
+
+
+def pinned_image(resource_name: str, image: str, parent: pulumi.Resource) -> docker.RemoteImage:
+    """The engine image, pulled once and kept on the host when the stack lets go of it."""
+    return docker.RemoteImage(
+        resource_name,
+        name=image,
+        keep_locally=True,
+        opts=pulumi.ResourceOptions(
+            parent=parent, custom_timeouts=pulumi.CustomTimeouts(create=IMAGE_PULL_TIMEOUT)
+        ),
+    )
+
+
+def gpu_device_requests(gpus: Optional[Sequence[str]]) -> Optional[list[docker.ContainerDeviceRequestArgs]]:
+    """NVIDIA device requests for `["all"]` or a list of device ids; None (CPU only) for no GPUs."""
+    if not gpus:
+        return None
+    if list(gpus) == [ALL_GPUS]:
+        return [docker.ContainerDeviceRequestArgs(driver="nvidia", capabilities=["gpu"], count=-1)]
+    return [docker.ContainerDeviceRequestArgs(driver="nvidia", capabilities=["gpu"], device_ids=list(gpus))]
+
+
+def healthcheck(test: Sequence[str], start_period: str) -> docker.ContainerHealthcheckArgs:
+    """A healthcheck with llmstack's interval, timeout and retries."""
+    duration_seconds(start_period)
+    return docker.ContainerHealthcheckArgs(
+        tests=list(test),
+        interval=HEALTH_INTERVAL,
+        timeout=HEALTH_TIMEOUT,
+        retries=HEALTH_RETRIES,
+        start_period=start_period,
+    )
+
+
+def container_envs(
+    plain: Mapping[str, str], secret: Optional[Mapping[str, pulumi.Input[str]]] = None
+) -> list[pulumi.Input[str]]:
+    """`NAME=value` envs sorted by name; a secret value stays a Pulumi secret (and makes the list secret)."""
+    secret = secret or {}
+    clash = set(plain) & set(secret)
+    if clash:
+        raise ValueError(f"env set twice: {sorted(clash)}")
+    envs: list[pulumi.Input[str]] = []
+    for name in sorted({*plain, *secret}):
+        if name in secret:
+            envs.append(pulumi.Output.secret(pulumi.Output.concat(name, "=", secret[name])))
+        else:
+            envs.append(f"{name}={plain[name]}")
+    return envs
+
+
+def service_labels(component: str, instance: str) -> list[docker.ContainerLabelArgs]:
+    """Labels that tell which llmstack component and instance a container or volume belongs to."""
+    return [
+        docker.ContainerLabelArgs(label=f"{LABEL_PREFIX}.component", value=component),
+        docker.ContainerLabelArgs(label=f"{LABEL_PREFIX}.instance", value=instance),
+    ]
+
+
+def retained_volume(resource_name: str, volume_name: str, component: str, parent: pulumi.Resource) -> docker.Volume:
+    """A named volume for state (models, databases) that `pulumi destroy` and replacements leave in place."""
+    return docker.Volume(
+        resource_name,
+        name=volume_name,
+        labels=[
+            docker.VolumeLabelArgs(label=f"{LABEL_PREFIX}.component", value=component),
+            docker.VolumeLabelArgs(label=f"{LABEL_PREFIX}.retained", value="true"),
+        ],
+        opts=pulumi.ResourceOptions(parent=parent, retain_on_delete=True),
+    )
+
+
+def depends_on_of(opts: Optional[pulumi.ResourceOptions]) -> list[pulumi.Resource]:
+    """The resources a component was told to depend on; its container must wait for them, not just the component."""
+    if opts is None or opts.depends_on is None:
+        return []
+    if isinstance(opts.depends_on, pulumi.Resource):
+        return [opts.depends_on]
+    if isinstance(opts.depends_on, (list, tuple)):
+        return list(opts.depends_on)  # type: ignore[arg-type]
+    raise TypeError("depends_on must be a resource or a list of resources")
+
+
+def service_container(
+    resource_name: str,
+    *,
+    parent: pulumi.Resource,
+    container_name: str,
+    image: docker.RemoteImage,
+    network_name: pulumi.Input[str],
+    aliases: Sequence[str],
+    command: pulumi.Input[Sequence[pulumi.Input[str]]],
+    envs: pulumi.Input[Sequence[pulumi.Input[str]]],
+    health: docker.ContainerHealthcheckArgs,
+    component: str,
+    volumes: Sequence[docker.ContainerVolumeArgs] = (),
+    gpus: Optional[Sequence[str]] = None,
+    ports: Sequence[docker.ContainerPortArgs] = (),
+    uploads: Sequence[docker.ContainerUploadArgs] = (),
+    ipc_mode: Optional[str] = None,
+    depends_on: Sequence[pulumi.Resource] = (),
+) -> docker.Container:
+    """The long-running container of a service: restarted unless stopped, `pulumi up` waits until it is healthy."""
+    start_period = duration_seconds(health.start_period)  # type: ignore[arg-type]
+    # Wait out the whole start period plus the retries that may follow it.
+    wait_timeout = start_period + HEALTH_RETRIES * duration_seconds(HEALTH_INTERVAL) + 120
+    return docker.Container(
+        resource_name,
+        name=container_name,
+        image=image.image_id,
+        command=command,
+        envs=envs,
+        networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network_name, aliases=list(aliases))],
+        volumes=list(volumes) or None,
+        device_requests=gpu_device_requests(gpus),
+        ports=list(ports) or None,
+        uploads=list(uploads) or None,
+        ipc_mode=ipc_mode,
+        healthcheck=health,
+        restart=RESTART_POLICY,
+        labels=service_labels(component, container_name),
+        wait=True,
+        wait_timeout=wait_timeout,
+        opts=pulumi.ResourceOptions(
+            parent=parent,
+            depends_on=list(depends_on),
+            replace_on_changes=["healthcheck"],
+            custom_timeouts=pulumi.CustomTimeouts(create=f"{wait_timeout // 60 + 10}m"),
+        ),
+    )

@@ -1,0 +1,33 @@
+"""The LiteLLM model entry: what an engine tells the gateway about each model it serves."""
+
+from typing import Literal, NotRequired, TypedDict
+
+
+# LiteLLM's `model_info.mode` values for the routes llmstack serves.
+Mode = Literal["chat", "embedding", "rerank", "audio_transcription", "audio_speech"]
+MODES: tuple[str, ...] = ("chat", "embedding", "rerank", "audio_transcription", "audio_speech")
+
+
+class LiteLLMModelEntry(TypedDict):
+    """One deployment in LiteLLM's `model_list`; it carries no secret, only the name of the env var holding the key."""
+
+    model_name: str
+    """The name clients send in `model` (unique across the stack)."""
+    model: str
+    """LiteLLM's provider-prefixed model, e.g. `hosted_vllm/qwen3` or `infinity/BAAI/bge-reranker-v2-m3`."""
+    api_base: str
+    """Where the gateway reaches the engine, e.g. `http://qwen3:8000/v1`."""
+    mode: str
+    """`chat`, `embedding`, `rerank`, `audio_transcription` or `audio_speech`."""
+    api_key_env: NotRequired[str]
+    """Name of the gateway env var holding the engine's key; the config says `os.environ/<name>`."""
+    max_tokens: NotRequired[int]
+    """Largest completion the model accepts (LiteLLM `model_info.max_tokens`)."""
+    supports_function_calling: NotRequired[bool]
+    """True when the engine parses tool calls for this model."""
+
+
+def key_env_name(engine: str, name: str) -> str:
+    """The gateway env var that holds an engine instance's API key, e.g. `VLLM_QWEN3_API_KEY`."""
+    token = "".join(ch if ch.isalnum() else "_" for ch in name).upper()
+    return f"{engine.upper()}_{token}_API_KEY" if token else f"{engine.upper()}_API_KEY"

@@ -1,0 +1,212 @@
+"""Runs the real program under Pulumi's mocks and records every resource it registers: a plan without the CLI or Docker."""
+
+import hashlib
+import json
+import runpy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+
+from .errors import NAMESPACE
+from .secrets import SHOWN_AS, SecretValue
+from .source import STRUCTURED_KEYS
+
+PROGRAM = Path(__file__).resolve().parent.parent / "__main__.py"
+PROJECT = "llmstack"
+_SECRET_SIG = rpc._special_sig_key
+_SECRET_VALUE_SIG = rpc._special_secret_sig
+
+
+def is_secret(value: Any) -> bool:
+    """True for a value Pulumi marked secret in recorded inputs."""
+    return isinstance(value, dict) and value.get(_SECRET_SIG) == _SECRET_VALUE_SIG
+
+
+def reveal(value: Any) -> Any:
+    """The value with every secret marker removed (the plaintext a real deployment would get)."""
+    if is_secret(value):
+        return reveal(value["value"])
+    if isinstance(value, dict):
+        return {k: reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v) for v in value]
+    return value
+
+
+def masked(value: Any) -> Any:
+    """The value with every secret replaced by `[secret]`."""
+    if is_secret(value):
+        return SHOWN_AS
+    if isinstance(value, dict):
+        return {k: masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+@dataclass
+class RecordedResource:
+    """One resource as the program registered it."""
+
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    parent: str = ""
+    provider: str = ""
+    retain_on_delete: bool = False
+    depends_on: list[str] = field(default_factory=list)
+    replace_on_changes: list[str] = field(default_factory=list)
+    ignore_changes: list[str] = field(default_factory=list)
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
+    urn: str = ""
+
+    def revealed(self) -> dict[str, Any]:
+        return reveal(self.inputs)
+
+
+@dataclass
+class Plan:
+    """What one run of the program registered and exported."""
+
+    resources: list[RecordedResource]
+    outputs: dict[str, Any]
+
+    def of_type(self, type_: str) -> list[RecordedResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def named(self, name: str) -> RecordedResource:
+        found = [r for r in self.resources if r.name == name]
+        if len(found) != 1:
+            raise KeyError(f"{len(found)} resources named {name!r}")
+        return found[0]
+
+    def by_urn(self, urn: str) -> RecordedResource:
+        return next(r for r in self.resources if r.urn == urn)
+
+
+def deterministic_secret(name: str, length: int) -> str:
+    """A stand-in for a generated password: the same for the same resource name, so renders are stable."""
+    digest = hashlib.sha256(f"llmstack-render:{name}".encode()).hexdigest()
+    return (digest * (length // len(digest) + 1))[:length]
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def __init__(self, password: Callable[[str, int], str]) -> None:
+        self.password = password
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
+        outputs = dict(args.inputs)
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            outputs["result"] = self.password(args.name, int(args.inputs.get("length", 32)))
+        elif args.typ == "docker:index/remoteImage:RemoteImage":
+            digest = hashlib.sha256(str(args.inputs.get("name")).encode()).hexdigest()
+            outputs["imageId"] = f"sha256:{digest}"
+            outputs["repoDigest"] = f"{args.inputs.get('name')}@sha256:{digest}"
+        elif args.typ == "command:local:Command":
+            outputs.setdefault("stdout", "")
+            outputs.setdefault("stderr", "")
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, Optional[list]]:
+        return {}, None
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The mock monitor, also keeping the resource options the plain mocks drop."""
+
+    def __init__(self, mocks: _Mocks) -> None:
+        super().__init__(mocks)
+        self.recorded: list[RecordedResource] = []
+
+    def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            timeouts = request.customTimeouts
+            self.recorded.append(
+                RecordedResource(
+                    type=request.type,
+                    name=request.name,
+                    inputs=rpc.deserialize_properties(request.object),
+                    parent=request.parent,
+                    provider=request.provider.rsplit("::", 1)[0].rsplit("::", 1)[-1] if request.provider else "",
+                    retain_on_delete=bool(request.retainOnDelete),
+                    depends_on=list(request.dependencies),
+                    replace_on_changes=list(request.replaceOnChanges),
+                    ignore_changes=list(request.ignoreChanges),
+                    custom_timeouts={k: v for k, v in (("create", timeouts.create), ("update", timeouts.update), ("delete", timeouts.delete)) if v},
+                    urn=response.urn,
+                )
+            )
+        return response
+
+
+def pulumi_config(raw: dict[str, Any], secrets: Optional[dict[str, str]] = None) -> tuple[dict[str, str], list[str]]:
+    """Stack-file values as Pulumi passes them to a program (JSON for objects), and the secret keys.
+
+    An encrypted value is replaced by `secrets[key]`, or by a placeholder that passes validation."""
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in raw.items():
+        full = f"{NAMESPACE}:{key}"
+        if isinstance(value, SecretValue):
+            plaintext = (secrets or {}).get(key) or value.plaintext
+            if plaintext is None:
+                plaintext = "sk-" + deterministic_secret(f"config:{key}", 40)
+            config[full] = plaintext
+            secret_keys.append(full)
+        elif key in STRUCTURED_KEYS or not isinstance(value, str):
+            config[full] = json.dumps(value, default=str)
+        else:
+            config[full] = value
+    return config, secret_keys
+
+
+def run_program(
+    raw: dict[str, Any],
+    stack: str = "dev",
+    password: Callable[[str, int], str] = deterministic_secret,
+    secrets: Optional[dict[str, str]] = None,
+    program: Path = PROGRAM,
+) -> Plan:
+    """Runs `__main__.py` under mocks with this raw config; returns what it registered and exported."""
+    mocks = _Mocks(password)
+    monitor = _RecordingMonitor(mocks)
+    pulumi.runtime.settings._set_root_resource(None) if hasattr(pulumi.runtime.settings, "_set_root_resource") else None
+    pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    config, secret_keys = pulumi_config(raw, secrets)
+    pulumi.runtime.set_all_config(config, secret_keys)
+    exported: dict[str, Any] = {}
+
+    def program_body() -> None:
+        original = pulumi.export
+
+        def capture(name: str, value: Any) -> None:
+            exported[name] = value
+            original(name, value)
+
+        pulumi.export = capture
+        try:
+            runpy.run_path(str(program), run_name="__main__")
+        finally:
+            pulumi.export = original
+
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+
+    _sync_await(run_pulumi_func(program_body))
+    outputs = {name: _sync_await(_resolve(value)) for name, value in exported.items()}
+    return Plan(monitor.recorded, outputs)
+
+
+async def _resolve(value: Any) -> Any:
+    output = pulumi.Output.from_input(value)
+    result = await output.future()
+    secret = await output.is_secret()
+    return {_SECRET_SIG: _SECRET_VALUE_SIG, "value": result} if secret else result

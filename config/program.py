@@ -1,0 +1,106 @@
+"""The llmstack program: validated stack config -> sites, engines, gateway -> stack outputs."""
+
+from typing import Any, Optional
+
+import pulumi
+
+from components import LiteLLMProxy, LiteLLMProxyArgs
+from components.model_entry import LiteLLMModelEntry
+
+from .errors import StackConfigError
+from .schema import StackConfig
+from .sections import EngineDeployment
+from .sections import vllm as vllm_section
+from .sites import build_sites, site_of
+from .source import running_program_config
+from .validation import validate
+
+# Stack output `models`: route -> the LiteLLM modes served on it.
+ROUTE_MODES = {
+    "chat": "chat",
+    "embedding": "embedding",
+    "rerank": "rerank",
+    "transcription": "audio_transcription",
+    "speech": "audio_speech",
+}
+
+
+def _routes(entries: list[LiteLLMModelEntry]) -> dict[str, list[str]]:
+    return {
+        route: sorted({e["model_name"] for e in entries if e["mode"] == mode}) for route, mode in ROUTE_MODES.items()
+    }
+
+
+def _flatten(groups: list[list[LiteLLMModelEntry]]) -> list[LiteLLMModelEntry]:
+    return [entry for group in groups for entry in group]
+
+
+def _merge_keys(groups: list[dict[str, str]]) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for group in groups:
+        for name, key in group.items():
+            if name in merged:
+                raise ValueError(f"two engines use the key env {name}")
+            merged[name] = key
+    return merged
+
+
+def gateway_args(stack: StackConfig, engines: list[EngineDeployment], network_name: pulumi.Input[str]) -> LiteLLMProxyArgs:
+    """LiteLLMProxy args from the `llmstack:gateway` section and the deployed engines."""
+    gw = stack.gateway
+    args: LiteLLMProxyArgs = {
+        "network_name": network_name,
+        "models": pulumi.Output.all(*[e.model_entries for e in engines]).apply(_flatten),
+        "backend_keys": pulumi.Output.secret(pulumi.Output.all(*[e.backend_keys for e in engines]).apply(_merge_keys)),
+        "settings": {
+            "routing_strategy": gw.routing_strategy,
+            "num_retries": gw.num_retries,
+            "request_timeout": gw.request_timeout,
+            "fallbacks": {k: list(v) for k, v in gw.fallbacks.items()},
+            "rate_limits": {
+                k: {n: v for n, v in (("rpm", r.rpm), ("tpm", r.tpm)) if v is not None} for k, r in gw.rate_limits.items()
+            },
+            "allowed_fails": gw.allowed_fails,
+            "cooldown_time": gw.cooldown_time,
+            "drop_params": gw.drop_params,
+        },
+        "port": gw.port,
+        "bind_address": gw.bind,
+    }
+    optional: dict[str, Optional[Any]] = {
+        "num_workers": gw.num_workers,
+        "image": gw.image,
+        "postgres_image": gw.postgres_image,
+        "redis_image": gw.redis_image,
+    }
+    args.update({k: v for k, v in optional.items() if v is not None})  # type: ignore[typeddict-item]
+    if stack.master_key is not None:
+        args["master_key"] = pulumi.Output.secret(stack.master_key.plaintext or "")
+    return args
+
+
+def deploy_stack(stack: StackConfig) -> dict[str, Any]:
+    """Registers every resource of the stack and returns the stack outputs."""
+    sites = build_sites(stack)
+    engines: list[EngineDeployment] = []
+    utilizations = {v.name: v.gpu_memory_utilization if isinstance(v.gpu_memory_utilization, float) else None for v in stack.vllm}
+    engines += vllm_section.deploy(stack, sites, utilizations, {})
+    site = site_of(stack, sites, stack.gateway.host)
+    gateway = LiteLLMProxy("gateway", gateway_args(stack, engines, site.network.name), opts=site.options())
+    entries = pulumi.Output.all(*[e.model_entries for e in engines]).apply(_flatten)
+    return {
+        "gatewayUrl": gateway.port.apply(lambda port: f"http://{site.client_address}:{port}"),
+        "masterKey": pulumi.Output.secret(gateway.master_key),
+        "models": entries.apply(_routes),
+        "toolModels": entries.apply(lambda es: sorted(e["model_name"] for e in es if e.get("supports_function_calling"))),
+    }
+
+
+def run() -> None:
+    """Entry point of `__main__.py`: a config mistake stops the run with its report, before any resource."""
+    try:
+        stack = validate(running_program_config())
+    except StackConfigError as error:
+        raise pulumi.RunError(error.report()) from None
+    for name, value in deploy_stack(stack).items():
+        pulumi.export(name, value)

@@ -1,0 +1,249 @@
+"""The stack config contract (namespace `llmstack`) as pydantic models: types, ranges and defaults of every key."""
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal, Optional
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from .secrets import SecretValue
+
+FIX = ". Fix: "
+# Docker container and volume names; model names become container names and network aliases.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+DURATION_PATTERN = r"^(\d+(h|m|s))+$"
+DOCKER_SCHEMES = ("unix", "ssh", "tcp", "npipe")
+ROUTING_STRATEGIES = ("simple-shuffle", "least-busy", "usage-based-routing-v2", "latency-based-routing")
+
+
+def problem(message: str, fix: str) -> ValueError:
+    """A validation error whose text carries the fix, split out again when reported."""
+    return ValueError(f"{message}{FIX}{fix}")
+
+
+def _gpu_selection(value: Any) -> Any:
+    """`all`, or a list of device ids (numbers accepted), as a list of strings (`["all"]` for all)."""
+    if value is None:
+        return None
+    if value == "all":
+        return ["all"]
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        raise problem(f"{value!r} is not a GPU selection", 'write `all` or a list of device ids such as ["0", "1"]')
+    if isinstance(value, list):
+        ids = []
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, (str, int)) or str(item) in ("", "all"):
+                raise problem(f"{item!r} is not a GPU device id", 'list ids such as ["0", "1"], or write `all` alone')
+            ids.append(str(item))
+        if not ids:
+            raise problem("the GPU list is empty", "list at least one device id, write `all`, or remove the key for CPU")
+        if len(set(ids)) != len(ids):
+            raise problem("a GPU id is listed twice", "list each device id once")
+        return ids
+    raise problem(f"{value!r} is not a GPU selection", 'write `all` or a list of device ids such as ["0", "1"]')
+
+
+GpuSelection = Annotated[Optional[list[str]], BeforeValidator(_gpu_selection)]
+ModelName = Annotated[str, Field(pattern=NAME_PATTERN)]
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN)]
+
+
+class Section(BaseModel):
+    """A block of the stack file: camelCase keys, nothing unknown."""
+
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True, arbitrary_types_allowed=True
+    )
+
+
+class Gpu(Section):
+    id: str
+    memory_gib: float = Field(alias="memoryGiB", gt=0)
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class Host(Section):
+    docker: str = "unix:///var/run/docker.sock"
+    ssh_opts: list[str] = Field(default_factory=list)
+    gpus: Optional[list[Gpu]] = None
+    address: Optional[str] = None
+    """Host name clients use to reach the gateway (default: the host of the Docker URL, or localhost)."""
+
+    @field_validator("docker")
+    @classmethod
+    def _docker_url(cls, value: str) -> str:
+        url = urlparse(value)
+        if url.scheme not in DOCKER_SCHEMES:
+            raise problem(
+                f"{value!r} is not a Docker host URL",
+                "use unix:///var/run/docker.sock, ssh://user@host or tcp://host:2376",
+            )
+        if url.scheme in ("ssh", "tcp") and not url.hostname:
+            raise problem(f"{value!r} names no host", f"write {url.scheme}://user@host")
+        if url.scheme == "unix" and not url.path:
+            raise problem(f"{value!r} names no socket", "write unix:///var/run/docker.sock")
+        return value
+
+    @field_validator("gpus")
+    @classmethod
+    def _unique_ids(cls, value: Optional[list[Gpu]]) -> Optional[list[Gpu]]:
+        ids = [g.id for g in value or []]
+        if len(set(ids)) != len(ids):
+            raise problem("a GPU id is listed twice in the inventory", "list each GPU once")
+        return value
+
+    def client_address(self) -> str:
+        """Where clients reach a port published on this host."""
+        if self.address:
+            return self.address
+        url = urlparse(self.docker)
+        return url.hostname if url.scheme in ("ssh", "tcp") and url.hostname else "localhost"
+
+
+class Network(Section):
+    name: ModelName = "llm"
+    subnet: Optional[str] = None
+
+    @field_validator("subnet")
+    @classmethod
+    def _subnet(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return value
+        try:
+            return str(ipaddress.ip_network(value, strict=True))
+        except ValueError:
+            raise problem(f"{value!r} is not a subnet", "write a CIDR block such as 192.168.0.0/24") from None
+
+
+def _utilization(value: Any) -> Any:
+    if value is None or value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < float(value) <= 1:
+        raise problem(f"{value!r} is not a fraction of the card", "write a number in (0, 1] such as 0.85, or auto")
+    return float(value)
+
+
+class Vllm(Section):
+    name: ModelName
+    model: str = Field(min_length=1)
+    host: Optional[str] = None
+    image: Optional[str] = None
+    gpus: GpuSelection = ["all"]
+    gpu_memory_utilization: Annotated[Optional[float | Literal["auto"]], BeforeValidator(_utilization)] = None
+    tensor_parallel_size: Optional[int] = Field(default=None, ge=1)
+    max_model_len: Optional[int] = Field(default=None, ge=1)
+    reasoning_parser: Optional[str] = None
+    tool_call_parser: Optional[str] = None
+    hf_overrides: Optional[dict[str, Any]] = None
+    extra_args: list[str] = Field(default_factory=list)
+    health_start_period: Optional[Duration] = None
+
+
+class OllamaModel(Section):
+    name: ModelName
+    model: str = Field(min_length=1)
+    max_tokens: Optional[int] = Field(default=None, ge=1)
+
+
+class InfinityModel(Section):
+    name: ModelName
+    model: str = Field(min_length=1)
+    mode: Literal["embedding", "rerank"]
+
+
+class SpeachesModel(Section):
+    name: ModelName
+    model: str = Field(min_length=1)
+    mode: Literal["transcription", "speech"]
+
+
+class EngineSection(Section):
+    """What Ollama, Infinity and Speaches share: where they run and what GPU memory they may take."""
+
+    host: Optional[str] = None
+    image: Optional[str] = None
+    gpus: GpuSelection = None
+    vram_gib: Optional[float] = Field(default=None, alias="vramGiB", gt=0)
+
+
+class Ollama(EngineSection):
+    env: dict[str, str] = Field(default_factory=dict)
+    models: list[OllamaModel] = Field(min_length=1)
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_text(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: str(v).lower() if isinstance(v, bool) else str(v) if isinstance(v, (int, float)) else v for k, v in value.items()}
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted(k for k in value if not re.fullmatch(r"OLLAMA_[A-Z0-9_]+", k))
+        if bad:
+            raise problem(f"{bad} are not Ollama settings", "use OLLAMA_* variables such as OLLAMA_KEEP_ALIVE")
+        return value
+
+
+class Infinity(EngineSection):
+    models: list[InfinityModel] = Field(min_length=1)
+
+
+class Speaches(EngineSection):
+    models: list[SpeachesModel] = Field(min_length=1)
+
+
+class RateLimit(Section):
+    rpm: Optional[int] = Field(default=None, ge=1)
+    tpm: Optional[int] = Field(default=None, ge=1)
+
+
+class Gateway(Section):
+    host: Optional[str] = None
+    image: Optional[str] = None
+    postgres_image: Optional[str] = None
+    redis_image: Optional[str] = None
+    port: int = Field(default=4000, ge=1, le=65535)
+    bind: str = "127.0.0.1"
+    routing_strategy: Literal[ROUTING_STRATEGIES] = "simple-shuffle"  # type: ignore[valid-type]
+    num_retries: int = Field(default=3, ge=0, le=20)
+    request_timeout: int = Field(default=600, ge=1)
+    fallbacks: dict[str, list[str]] = Field(default_factory=dict)
+    rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
+    allowed_fails: int = Field(default=3, ge=0)
+    cooldown_time: int = Field(default=30, ge=0)
+    drop_params: bool = True
+    num_workers: Optional[int] = Field(default=None, ge=1, le=64)
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, value: str) -> str:
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise problem(f"{value!r} is not an IP address", "write 127.0.0.1 (this host only) or 0.0.0.0 (all interfaces)") from None
+
+
+def _default_hosts() -> dict[str, Host]:
+    return {"local": Host()}
+
+
+class StackConfig(Section):
+    """One stack's whole `llmstack` config."""
+
+    hosts: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Host] = Field(default_factory=_default_hosts, min_length=1)
+    network: Network = Network()
+    vllm: list[Vllm] = Field(default_factory=list)
+    ollama: Optional[Ollama] = None
+    infinity: Optional[Infinity] = None
+    speaches: Optional[Speaches] = None
+    gateway: Gateway = Gateway()
+    master_key: Optional[SecretValue] = None
+    hf_token: Optional[SecretValue] = None

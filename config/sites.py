@@ -1,0 +1,44 @@
+"""The Docker hosts of a stack: one provider and one network per host, shared by every service placed there."""
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from .schema import StackConfig
+from .validation import resolve_host
+
+
+@dataclass(frozen=True)
+class Site:
+    """A Docker host ready for services: its provider, its network, and where clients reach it."""
+
+    name: str
+    provider: docker.Provider
+    network: docker.Network
+    client_address: str
+
+    def options(self, **extra) -> pulumi.ResourceOptions:
+        """Resource options that place a component on this host."""
+        return pulumi.ResourceOptions(providers={"docker": self.provider}, **extra)
+
+
+def build_sites(stack: StackConfig) -> dict[str, Site]:
+    """A provider and a network for every configured host."""
+    sites = {}
+    for name, host in sorted(stack.hosts.items()):
+        provider = docker.Provider(f"host-{name}", host=host.docker, ssh_opts=list(host.ssh_opts) or None)
+        network = docker.Network(
+            f"network-{name}",
+            name=stack.network.name,
+            driver="bridge",
+            ipam_configs=[docker.NetworkIpamConfigArgs(subnet=stack.network.subnet)] if stack.network.subnet else None,
+            opts=pulumi.ResourceOptions(provider=provider),
+        )
+        sites[name] = Site(name, provider, network, host.client_address())
+    return sites
+
+
+def site_of(stack: StackConfig, sites: dict[str, Site], host: str | None) -> Site:
+    """The site a service configured with `host:` (or none) runs on."""
+    return sites[resolve_host(stack, host)]

@@ -1,0 +1,254 @@
+"""Validates one stack's raw `llmstack` config into a StackConfig, collecting every mistake with its key and fix."""
+
+import difflib
+import typing
+from collections.abc import Callable, Iterable
+from typing import Any, Optional
+
+from pydantic import BaseModel, ValidationError
+
+from components import vllm as vllm_facts
+
+from .errors import ConfigIssue, StackConfigError, key_path
+from .schema import FIX, StackConfig
+from .secrets import SECRET_KEYS, SecretValue
+
+# Container names the stack uses for its shared services; a model may not take one.
+RESERVED_NAMES = ("ollama", "infinity", "speaches", "litellm", "litellm-postgres", "litellm-redis")
+# Extra checks run after the schema passes; other modules (e.g. the GPU fit) append theirs.
+CROSS_CHECKS: list[Callable[[StackConfig], Iterable[ConfigIssue]]] = []
+
+_GENERIC_FIXES = {
+    "missing": "add this key",
+    "int_parsing": "write a whole number",
+    "int_type": "write a whole number",
+    "int_from_float": "write a whole number",
+    "float_parsing": "write a number",
+    "float_type": "write a number",
+    "bool_parsing": "write true or false",
+    "bool_type": "write true or false",
+    "string_type": "write a string (quote it in YAML)",
+    "list_type": "write a list",
+    "dict_type": "write a mapping of keys to values",
+    "model_type": "write a mapping of keys to values",
+    "model_attributes_type": "write a mapping of keys to values",
+    "too_short": "add at least one entry",
+    "string_pattern_mismatch": "use letters, digits, '.', '_' or '-', starting with a letter or digit (it becomes a Docker name)",
+    "greater_than": "raise the value",
+    "greater_than_equal": "raise the value",
+    "less_than": "lower the value",
+    "less_than_equal": "lower the value",
+}
+
+
+def _field_type(model: type[BaseModel], key: str) -> Optional[Any]:
+    for name, info in model.model_fields.items():
+        if key in (info.alias, name):
+            return info.annotation
+    return None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """The model or container type under Optional/Annotated."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+            members = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = members[0] if len(members) == 1 else annotation
+            if len(members) != 1:
+                return annotation
+        else:
+            return annotation
+
+
+def known_keys(loc: tuple) -> list[str]:
+    """The keys the schema accepts at the mapping that holds `loc[-1]`."""
+    current: Any = StackConfig
+    for part in loc[:-1]:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            current = _field_type(current, str(part))
+        elif typing.get_origin(current) in (list, dict):
+            current = typing.get_args(current)[-1]
+        else:
+            return []
+        if current is None:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [info.alias or name for name, info in current.model_fields.items()]
+    return []
+
+
+def _issue_from_error(error: dict) -> ConfigIssue:
+    loc = tuple(error["loc"])
+    path = key_path(loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        options = known_keys(loc)
+        close = difflib.get_close_matches(str(loc[-1]), options, n=1, cutoff=0.6)
+        hint = f"did you mean `{close[0]}`? " if close else ""
+        allowed = f"known keys here: {', '.join(options)}" if options else "remove it"
+        return ConfigIssue(path, "unknown key", f"{hint}{allowed}")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if FIX in message:
+        message, fix = message.split(FIX, 1)
+        return ConfigIssue(path, message, fix)
+    if kind == "literal_error":
+        return ConfigIssue(path, message, f"use {error.get('ctx', {}).get('expected', 'one of the listed values')}")
+    return ConfigIssue(path, message, _GENERIC_FIXES.get(kind, "see the stack config contract in the README"))
+
+
+def _secret_issues(raw: dict[str, Any]) -> list[ConfigIssue]:
+    issues = []
+    for key in SECRET_KEYS:
+        if key in raw and raw[key] is not None and not isinstance(raw[key], SecretValue):
+            issues.append(
+                ConfigIssue(
+                    key_path((key,)),
+                    "a secret is written in plaintext",
+                    f"remove it from the file and run `pulumi config set --secret llmstack:{key} <value>`",
+                )
+            )
+
+    def walk(value: Any, loc: tuple) -> None:
+        if isinstance(value, SecretValue):
+            issues.append(
+                ConfigIssue(key_path(loc), "holds an encrypted value but is not a secret", "set it without --secret")
+            )
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, (*loc, k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, (*loc, i))
+
+    for key, value in raw.items():
+        if key not in SECRET_KEYS:
+            walk(value, (key,))
+    return issues
+
+
+def _secret_value_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
+    key = stack.master_key.plaintext if stack.master_key else None
+    if key is not None and (not key.startswith("sk-") or len(key) < 35 or key == "sk-1234"):
+        yield ConfigIssue(
+            key_path(("masterKey",)),
+            "LiteLLM refuses this master key",
+            "use `sk-` followed by at least 32 random characters, e.g. "
+            "pulumi config set --secret llmstack:masterKey \"sk-$(openssl rand -hex 24)\"",
+        )
+
+
+def model_locations(stack: StackConfig) -> list[tuple[str, tuple]]:
+    """Every model name in the stack with the location that declares it, in file order."""
+    found = [(v.name, ("vllm", i, "name")) for i, v in enumerate(stack.vllm)]
+    for section in ("ollama", "infinity", "speaches"):
+        engine = getattr(stack, section)
+        for i, m in enumerate(engine.models if engine else []):
+            found.append((m.name, (section, "models", i, "name")))
+    return found
+
+
+def _name_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
+    seen: dict[str, tuple] = {}
+    for name, loc in model_locations(stack):
+        if name in seen:
+            yield ConfigIssue(
+                key_path(loc), f"model name {name!r} is already used at {key_path(seen[name])}", "give every model a unique name"
+            )
+        else:
+            seen[name] = loc
+        if name in RESERVED_NAMES:
+            yield ConfigIssue(key_path(loc), f"{name!r} is the name of a stack service container", "choose another model name")
+
+
+def _host_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
+    for name, host in sorted(stack.hosts.items()):
+        if host.ssh_opts and not host.docker.startswith("ssh://"):
+            yield ConfigIssue(key_path(("hosts", name, "sshOpts")), "sshOpts apply to ssh:// hosts only", "remove sshOpts or use an ssh:// URL")
+    placements: list[tuple[tuple, Optional[str]]] = [(("gateway", "host"), stack.gateway.host)]
+    placements += [(("vllm", i, "host"), v.host) for i, v in enumerate(stack.vllm)]
+    for section in ("ollama", "infinity", "speaches"):
+        engine = getattr(stack, section)
+        if engine is not None:
+            placements.append(((section, "host"), engine.host))
+    names = sorted(stack.hosts)
+    for loc, host in placements:
+        if host is not None and host not in stack.hosts:
+            close = difflib.get_close_matches(host, names, n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            yield ConfigIssue(key_path(loc), f"unknown host {host!r}", f"{hint}use one of the hosts under llmstack:hosts: {', '.join(names)}")
+        elif host is None and len(names) > 1:
+            yield ConfigIssue(key_path(loc), "several hosts are configured, so the host must be named", f"add `host:` with one of: {', '.join(names)}")
+    gateway_host = resolve_host(stack, stack.gateway.host)
+    for loc, host in placements[1:]:
+        if host in stack.hosts and host != gateway_host:
+            yield ConfigIssue(
+                key_path(loc),
+                f"runs on {host!r} but the gateway runs on {gateway_host!r}; engines reach the gateway over one Docker network",
+                "put every service on the gateway's host (spreading over hosts is not supported yet)",
+            )
+
+
+def resolve_host(stack: StackConfig, host: Optional[str]) -> str:
+    """The host a service runs on: the one named, else the only one."""
+    return host if host is not None else sorted(stack.hosts)[0]
+
+
+def _gateway_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
+    names = [n for n, _ in model_locations(stack)]
+    if not names:
+        yield ConfigIssue(key_path(("vllm",)), "the stack serves no model", "configure at least one of vllm, ollama, infinity or speaches")
+
+    def unknown(name: str, loc: tuple) -> Iterable[ConfigIssue]:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            yield ConfigIssue(key_path(loc), f"unknown model {name!r}", f"{hint}name a model of this stack")
+
+    for model, targets in stack.gateway.fallbacks.items():
+        yield from unknown(model, ("gateway", "fallbacks", model))
+        for i, target in enumerate(targets):
+            yield from unknown(target, ("gateway", "fallbacks", model, i))
+            if target == model:
+                yield ConfigIssue(key_path(("gateway", "fallbacks", model, i)), "a model falls back to itself", "name another model")
+        if not targets:
+            yield ConfigIssue(key_path(("gateway", "fallbacks", model)), "the fallback list is empty", "list at least one model or remove the entry")
+    for model, limit in stack.gateway.rate_limits.items():
+        yield from unknown(model, ("gateway", "rateLimits", model))
+        if limit.rpm is None and limit.tpm is None:
+            yield ConfigIssue(key_path(("gateway", "rateLimits", model)), "the rate limit sets neither rpm nor tpm", "set rpm, tpm or both")
+
+
+def _vllm_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
+    for i, v in enumerate(stack.vllm):
+        for flag in vllm_facts.removed_flags_in(v.extra_args):
+            fix = "remove it"
+            if flag.startswith("--rope-scaling"):
+                fix = "use hfOverrides: {rope_parameters: {rope_type: yarn, factor: 4.0, original_max_position_embeddings: 32768}}"
+            elif flag.startswith("--enable-reasoning"):
+                fix = "remove it: reasoningParser alone turns reasoning on"
+            yield ConfigIssue(key_path(("vllm", i, "extraArgs")), f"{flag} was removed from vLLM and stops it at start", fix)
+        for flag in vllm_facts.managed_flags_in(v.extra_args):
+            yield ConfigIssue(key_path(("vllm", i, "extraArgs")), f"{flag} is set from the typed keys", "use the matching key (e.g. maxModelLen) instead")
+        if v.tool_call_parser is None and "--enable-auto-tool-choice" in v.extra_args:
+            yield ConfigIssue(key_path(("vllm", i, "extraArgs")), "auto tool choice needs a tool-call parser", "set toolCallParser instead")
+
+
+def validate(raw: dict[str, Any]) -> StackConfig:
+    """The validated stack config, or StackConfigError listing every mistake (nothing is deployed either way)."""
+    issues = _secret_issues(raw)
+    cleaned = {k: v for k, v in raw.items() if not any(i.path == key_path((k,)) for i in issues)}
+    try:
+        stack = StackConfig.model_validate(cleaned)
+    except ValidationError as error:
+        issues += [_issue_from_error(e) for e in error.errors()]
+        raise StackConfigError(issues) from None
+    for check in (_secret_value_issues, _name_issues, _host_issues, _gateway_issues, _vllm_issues, *CROSS_CHECKS):
+        issues += list(check(stack))
+    if issues:
+        raise StackConfigError(issues)
+    return stack
