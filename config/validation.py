@@ -238,16 +238,35 @@ def _vllm_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
             yield ConfigIssue(key_path(("vllm", i, "extraArgs")), "auto tool choice needs a tool-call parser", "set toolCallParser instead")
 
 
+# Checks that read model names or hosts across sections; unreliable while such a section is invalid.
+_DEPENDS_ON_SECTIONS = {
+    "_gateway_issues": ("vllm", "ollama", "infinity", "speaches", "gateway"),
+    "_host_issues": ("hosts", "vllm", "ollama", "infinity", "speaches", "gateway"),
+    "_name_issues": ("vllm", "ollama", "infinity", "speaches"),
+}
+
+
 def validate(raw: dict[str, Any]) -> StackConfig:
-    """The validated stack config, or StackConfigError listing every mistake (nothing is deployed either way)."""
+    """The validated stack config, or StackConfigError listing every mistake (nothing is deployed either way).
+
+    Each top-level key is validated on its own, so one broken section does not hide the mistakes of
+    the others; the checks across sections then run over the sections that passed."""
     issues = _secret_issues(raw)
-    cleaned = {k: v for k, v in raw.items() if not any(i.path == key_path((k,)) for i in issues)}
-    try:
-        stack = StackConfig.model_validate(cleaned)
-    except ValidationError as error:
-        issues += [_issue_from_error(e) for e in error.errors()]
-        raise StackConfigError(issues) from None
+    failed = {i.path.split(":", 1)[1].split(".")[0].split("[")[0] for i in issues}
+    valid: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in failed:
+            continue
+        try:
+            StackConfig.model_validate({key: value})
+            valid[key] = value
+        except ValidationError as error:
+            issues += [_issue_from_error(e) for e in error.errors()]
+            failed.add(key)
+    stack = StackConfig.model_validate(valid)
     for check in (_secret_value_issues, _name_issues, _host_issues, _gateway_issues, _vllm_issues, *CROSS_CHECKS):
+        if failed & set(_DEPENDS_ON_SECTIONS.get(check.__name__, ())):
+            continue
         issues += list(check(stack))
     if issues:
         raise StackConfigError(issues)

@@ -1,0 +1,107 @@
+"""`python -m config check|render|smoke`: validate a stack file, print its plan, or smoke-test a deployed gateway."""
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from .errors import StackConfigError
+from .plan import Plan, masked, reveal, run_program
+from .schema import StackConfig
+from .source import from_stack_file
+from .validation import model_locations, validate
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+LITELLM_CONTAINER_TYPE = "docker:index/container:Container"
+
+
+def summary(path: Path, stack: StackConfig) -> str:
+    """One line: hosts, engines and model counts."""
+    engines = [f"vllm x{len(stack.vllm)}"] if stack.vllm else []
+    engines += [name for name in ("ollama", "infinity", "speaches") if getattr(stack, name) is not None]
+    return (
+        f"{path}: ok: {len(stack.hosts)} host(s) ({', '.join(sorted(stack.hosts))}), "
+        f"engines: {', '.join(engines) or 'none'}, {len(model_locations(stack))} model(s), "
+        f"gateway on port {stack.gateway.port}"
+    )
+
+
+def litellm_config(plan: Plan) -> dict[str, Any]:
+    """The LiteLLM config file the gateway container gets, parsed."""
+    for resource in plan.of_type(LITELLM_CONTAINER_TYPE):
+        for upload in reveal(resource.inputs).get("uploads") or []:
+            if upload.get("file") == "/app/config.yaml":
+                return yaml.safe_load(upload["content"])
+    return {}
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """The printable plan: resources (secrets shown as `[secret]`), the LiteLLM config and the stack outputs."""
+    resources = sorted(plan.resources, key=lambda r: (r.type, r.name, r.urn))
+    return {
+        "resources": [{"type": r.type, "name": r.name, "inputs": masked(r.inputs)} for r in resources],
+        "litellmConfig": litellm_config(plan),
+        "outputs": masked(plan.outputs),
+    }
+
+
+def load(path: Path) -> tuple[dict[str, Any], StackConfig]:
+    raw = from_stack_file(path)
+    return raw, validate(raw)
+
+
+def stack_name(path: Path) -> str:
+    """`prod` for Pulumi.prod.yaml."""
+    parts = path.name.split(".")
+    return parts[1] if len(parts) == 3 and parts[0] == "Pulumi" else path.stem
+
+
+def check(path: Path, out: TextIO) -> int:
+    _, stack = load(path)
+    print(summary(path, stack), file=out)
+    return EXIT_OK
+
+
+def render(path: Path, fmt: str, out: TextIO) -> int:
+    raw, _ = load(path)
+    document = plan_document(run_program(raw, stack=stack_name(path)))
+    if fmt == "json":
+        out.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    else:
+        out.write(yaml.safe_dump(document, sort_keys=True, default_flow_style=False))
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m config", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+    check_cmd = commands.add_parser("check", help="validate a stack file")
+    check_cmd.add_argument("stack_file", type=Path)
+    render_cmd = commands.add_parser("render", help="print the plan of a stack file (runs the program under mocks)")
+    render_cmd.add_argument("stack_file", type=Path)
+    render_cmd.add_argument("--format", choices=("json", "yaml"), default="json")
+    commands.add_parser("smoke", help="call every route of a deployed gateway", add_help=False)
+    return root
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["smoke"]:
+        from . import smoke
+
+        return smoke.main(args_list[1:])
+    try:
+        args = parser().parse_args(args_list)
+    except SystemExit as stop:
+        return EXIT_USAGE if stop.code else EXIT_OK
+    try:
+        if args.command == "check":
+            return check(args.stack_file, out)
+        return render(args.stack_file, args.format, out)
+    except StackConfigError as error:
+        print(error.report(), file=err)
+        return EXIT_USAGE

@@ -1,0 +1,33 @@
+"""Shared fixtures: the repository on sys.path and plans of stack files rendered under Pulumi's mocks."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from config.plan import Plan, run_program  # noqa: E402
+from config.source import from_stack_file  # noqa: E402
+
+STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+def plan_of_file(path: Path) -> Plan:
+    """The plan of a stack file in the repository."""
+    stack = path.name.split(".")[1]
+    return run_program(from_stack_file(path), stack=stack)
+
+
+def container(plan: Plan, name: str):
+    """The recorded docker Container resource with this logical name."""
+    found = [r for r in plan.of_type("docker:index/container:Container") if r.name == name]
+    assert len(found) == 1, f"{len(found)} containers named {name}"
+    return found[0]
