@@ -1,4 +1,4 @@
-"""`python -m config check|render|smoke`: validate a stack file, print its plan, or smoke-test a deployed gateway."""
+"""`python -m config check|render|diff|smoke`: validate a stack file, print its plan or a change's blast radius, smoke-test a gateway."""
 
 import argparse
 import json
@@ -9,6 +9,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from . import gpu_plan
 from .errors import StackConfigError
 from .plan import Plan, masked, reveal, run_program
 from .schema import StackConfig
@@ -63,16 +64,34 @@ def stack_name(path: Path) -> str:
 def check(path: Path, out: TextIO) -> int:
     _, stack = load(path)
     print(summary(path, stack), file=out)
+    for note in gpu_plan.plan(stack).notes():
+        print(note, file=out)
     return EXIT_OK
 
 
-def render(path: Path, fmt: str, out: TextIO) -> int:
-    raw, _ = load(path)
+def render(path: Path, fmt: str, out: TextIO, err: TextIO = sys.stderr) -> int:
+    raw, stack = load(path)
     document = plan_document(run_program(raw, stack=stack_name(path)))
+    gpus = gpu_plan.plan(stack)
+    document["gpuPlan"] = gpus.document()
+    # The table is for people, on the diagnostic stream: `out` stays one parseable document.
+    if err is not out:
+        print(gpus.table(), file=err)
     if fmt == "json":
         out.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
     else:
         out.write(yaml.safe_dump(document, sort_keys=True, default_flow_style=False))
+    return EXIT_OK
+
+
+def diff(before: Path, after: Path, out: TextIO) -> int:
+    from .plan_diff import diff_plans, effective
+
+    plans = [run_program(load(path)[0], stack=stack_name(path)) for path in (before, after)]
+    changes = effective(diff_plans(*plans))
+    for change in changes:
+        print(change, file=out)
+    print(f"{len(changes)} change(s)", file=out)
     return EXIT_OK
 
 
@@ -84,6 +103,9 @@ def parser() -> argparse.ArgumentParser:
     render_cmd = commands.add_parser("render", help="print the plan of a stack file (runs the program under mocks)")
     render_cmd.add_argument("stack_file", type=Path)
     render_cmd.add_argument("--format", choices=("json", "yaml"), default="json")
+    diff_cmd = commands.add_parser("diff", help="what going from one stack file to another creates, replaces, updates, deletes")
+    diff_cmd.add_argument("before", type=Path)
+    diff_cmd.add_argument("after", type=Path)
     commands.add_parser("smoke", help="call every route of a deployed gateway", add_help=False)
     return root
 
@@ -101,7 +123,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
     try:
         if args.command == "check":
             return check(args.stack_file, out)
-        return render(args.stack_file, args.format, out)
+        if args.command == "diff":
+            return diff(args.before, args.after, out)
+        return render(args.stack_file, args.format, out, err)
     except StackConfigError as error:
         print(error.report(), file=err)
         return EXIT_USAGE

@@ -168,19 +168,17 @@ def pulumi_config(raw: dict[str, Any], secrets: Optional[dict[str, str]] = None)
     return config, secret_keys
 
 
-def run_program(
-    raw: dict[str, Any],
+def run_under_mocks(
+    body: Callable[[], None],
+    config: dict[str, str],
+    secret_keys: list[str],
     stack: str = "dev",
     password: Callable[[str, int], str] = deterministic_secret,
-    secrets: Optional[dict[str, str]] = None,
-    program: Path = PROGRAM,
 ) -> Plan:
-    """Runs `__main__.py` under mocks with this raw config; returns what it registered and exported."""
+    """Runs `body` as a Pulumi program under mocks; returns what it registered and exported."""
     mocks = _Mocks(password)
     monitor = _RecordingMonitor(mocks)
-    pulumi.runtime.settings._set_root_resource(None) if hasattr(pulumi.runtime.settings, "_set_root_resource") else None
     pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
-    config, secret_keys = pulumi_config(raw, secrets)
     pulumi.runtime.set_all_config(config, secret_keys)
     exported: dict[str, Any] = {}
 
@@ -193,7 +191,7 @@ def run_program(
 
         pulumi.export = capture
         try:
-            runpy.run_path(str(program), run_name="__main__")
+            body()
         finally:
             pulumi.export = original
 
@@ -203,6 +201,18 @@ def run_program(
     _sync_await(run_pulumi_func(program_body))
     outputs = {name: _sync_await(_resolve(value)) for name, value in exported.items()}
     return Plan(monitor.recorded, outputs)
+
+
+def run_program(
+    raw: dict[str, Any],
+    stack: str = "dev",
+    password: Callable[[str, int], str] = deterministic_secret,
+    secrets: Optional[dict[str, str]] = None,
+    program: Path = PROGRAM,
+) -> Plan:
+    """Runs `__main__.py` under mocks with this raw config; returns what it registered and exported."""
+    config, secret_keys = pulumi_config(raw, secrets)
+    return run_under_mocks(lambda: runpy.run_path(str(program), run_name="__main__"), config, secret_keys, stack, password)
 
 
 async def _resolve(value: Any) -> Any:
