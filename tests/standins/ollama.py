@@ -60,9 +60,10 @@ class ModelStore:
 
     def _read(self) -> dict[str, dict[str, Any]]:
         try:
-            return json.loads(self.path.read_text())
+            models = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return {}
+        return models if isinstance(models, dict) else {}
 
     def _write(self, models: dict[str, dict[str, Any]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -261,7 +262,7 @@ def _call(env: dict[str, str], method: str, path: str, body: dict[str, Any] | No
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.read()
+            return bytes(response.read())
     except urllib.error.HTTPError as error:
         raise CliError(_error_text(error.read()) or f"{error.code} {error.reason}") from None
     except (urllib.error.URLError, OSError):

@@ -276,3 +276,16 @@ def serve(app: App, host: str, port: int) -> None:
         pass
     finally:
         server.server_close()
+
+
+def start_in_thread(app: App, host: str = "127.0.0.1", port: int = 0) -> StandinServer:
+    """Serve `app` from a daemon thread (for tests); stop with `server.shutdown()`."""
+    server = StandinServer((host, port), app)
+    threading.Thread(target=server.serve_forever, args=(0.05,), name=f"standin-{app.name}", daemon=True).start()
+    return server
+
+
+def base_url(server: StandinServer) -> str:
+    """http://host:port of a running server."""
+    host, port = server.server_address[:2]
+    return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"

@@ -197,6 +197,8 @@ class VllmApp:
             return Reply(200, b"", "application/json")
         if path == "/version":
             return json_reply({"version": VERSION})
+        if path == "/metrics":
+            return text_reply("# stand-in: no metrics\n")
         if path.startswith("/v1"):
             self._authorise(request)
             if path == "/v1/models" and request.method == "GET":
