@@ -7,9 +7,13 @@ import pulumi
 from components import LiteLLMProxy, LiteLLMProxyArgs
 from components.model_entry import LiteLLMModelEntry
 
+from . import gpu_plan
 from .errors import StackConfigError
 from .schema import StackConfig
 from .sections import EngineDeployment
+from .sections import infinity as infinity_section
+from .sections import ollama as ollama_section
+from .sections import speaches as speaches_section
 from .sections import vllm as vllm_section
 from .sites import build_sites, site_of
 from .source import running_program_config
@@ -83,8 +87,11 @@ def deploy_stack(stack: StackConfig) -> dict[str, Any]:
     """Registers every resource of the stack and returns the stack outputs."""
     sites = build_sites(stack)
     engines: list[EngineDeployment] = []
-    utilizations = {v.name: v.gpu_memory_utilization if isinstance(v.gpu_memory_utilization, float) else None for v in stack.vllm}
-    engines += vllm_section.deploy(stack, sites, utilizations, {})
+    # `auto` sized from the GPU plan; vLLM starts after the engines sharing its GPUs (it measures free memory at start).
+    utilizations = gpu_plan.plan(stack).utilizations
+    for section in (ollama_section, infinity_section, speaches_section):
+        engines += section.deploy(stack, sites)
+    engines += vllm_section.deploy(stack, sites, utilizations, gpu_plan.start_after(stack, engines))
     site = site_of(stack, sites, stack.gateway.host)
     gateway = LiteLLMProxy("gateway", gateway_args(stack, engines, site.network.name), opts=site.options())
     entries = pulumi.Output.all(*[e.model_entries for e in engines]).apply(_flatten)

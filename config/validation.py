@@ -243,6 +243,7 @@ _DEPENDS_ON_SECTIONS = {
     "_gateway_issues": ("vllm", "ollama", "infinity", "speaches", "gateway"),
     "_host_issues": ("hosts", "vllm", "ollama", "infinity", "speaches", "gateway"),
     "_name_issues": ("vllm", "ollama", "infinity", "speaches"),
+    "gpu_issues": ("hosts", "vllm", "ollama", "infinity", "speaches"),
 }
 
 
@@ -271,3 +272,7 @@ def validate(raw: dict[str, Any]) -> StackConfig:
     if issues:
         raise StackConfigError(issues)
     return stack
+
+
+# The GPU fit check lives in its own module and appends itself to CROSS_CHECKS on import.
+from . import gpu_plan  # noqa: E402,F401

@@ -1,0 +1,165 @@
+"""InfinityServer: one Infinity server for embedding and rerank models, loaded at start."""
+
+from collections.abc import Sequence
+from typing import NotRequired, Optional, TypedDict
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_random as random
+
+from . import container
+from .model_entry import LiteLLMModelEntry, key_env_name
+
+# Facts about the michaelf34/infinity image (see service-facts.md); upgrading the image is one edit here.
+GPU_IMAGE = "michaelf34/infinity:0.0.77"
+CPU_IMAGE = "michaelf34/infinity:0.0.77-cpu"
+PORT = 7997
+CONTAINER_NAME = "infinity"
+CACHE_PATH = "/app/.cache"
+HF_HOME = f"{CACHE_PATH}/huggingface"
+# /health needs no key and answers only once every model is downloaded and loaded.
+HEALTH_TEST = ["CMD", "curl", "-fsS", f"http://localhost:{PORT}/health"]
+# A first start downloads every model from Hugging Face before serving.
+HEALTH_START_PERIOD = "30m"
+API_KEY_ENV = "INFINITY_API_KEY"
+PLAIN_ENVS = {"DO_NOT_TRACK": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0", "HF_HOME": HF_HOME}
+LITELLM_PREFIX = "infinity/"
+MODES = ("embedding", "rerank")
+
+
+class InfinityModel(TypedDict):
+    """One model served by Infinity."""
+
+    name: str
+    """The model name clients use (unique across the stack)."""
+    model: str
+    """Hugging Face model id, e.g. `BAAI/bge-reranker-v2-m3`; Infinity serves it under this id."""
+    mode: str
+    """The route it serves: `/embeddings` or `/rerank`."""
+
+
+class InfinityServerArgs(TypedDict):
+    """Inputs of an InfinityServer."""
+
+    network_name: pulumi.Input[str]
+    """Docker network the gateway shares with this server."""
+    models: list[InfinityModel]
+    """The models to load; all are downloaded by the server at its first start."""
+    gpus: NotRequired[list[str]]
+    """GPU device ids or `["all"]`; absent or empty: CPU only (the `-cpu` image)."""
+    image: NotRequired[str]
+    """Image override (default: the pinned GPU or CPU tag, by `gpus`)."""
+    hf_token: NotRequired[pulumi.Input[str]]
+    """Hugging Face token for gated models (secret)."""
+    api_key: NotRequired[pulumi.Input[str]]
+    """Key Infinity requires (secret); generated and kept in state when absent."""
+    container_name: NotRequired[str]
+    """Container name and network alias (default `infinity`)."""
+    cache_volume_name: NotRequired[str]
+    """Docker volume for the model cache (default `<container_name>-cache`); it is retained on destroy."""
+    health_start_period: NotRequired[str]
+    """How long the first start (downloads, loading) may take before failed healthchecks count, e.g. `30m`."""
+
+
+def image_for(gpus: Optional[Sequence[str]]) -> str:
+    """The pinned image of the variant: CUDA with GPUs, `-cpu` without."""
+    return GPU_IMAGE if gpus else CPU_IMAGE
+
+
+def model_ids(models: Sequence[InfinityModel]) -> list[str]:
+    """The distinct Hugging Face ids to load, sorted so the command is the same on every run."""
+    return sorted({m["model"] for m in models})
+
+
+def serve_command(models: Sequence[InfinityModel]) -> list[str]:
+    """The `infinity_emb` arguments (the image's entrypoint)."""
+    command = ["v2"]
+    for model_id in model_ids(models):
+        command += ["--model-id", model_id]
+    return command + ["--port", str(PORT)]
+
+
+def api_key_env(container_name: str) -> str:
+    """The gateway env var holding this server's key: `INFINITY_API_KEY` for the default container."""
+    return key_env_name("infinity", "" if container_name == CONTAINER_NAME else container_name)
+
+
+def model_entries(models: Sequence[InfinityModel], api_base: str, key_env: str) -> list[LiteLLMModelEntry]:
+    """The LiteLLM entries, sorted by name."""
+    entries: list[LiteLLMModelEntry] = []
+    for m in sorted(models, key=lambda m: m["name"]):
+        if m["mode"] not in MODES:
+            raise ValueError(f"model {m['name']!r}: mode {m['mode']!r} is not one of {MODES}")
+        entries.append(
+            {
+                "model_name": m["name"],
+                "model": LITELLM_PREFIX + m["model"],
+                "api_base": api_base,
+                "mode": m["mode"],
+                "api_key_env": key_env,
+            }
+        )
+    return entries
+
+
+class InfinityServer(pulumi.ComponentResource):
+    """An Infinity server whose models are downloaded and loaded before `pulumi up` returns (its healthcheck waits for them)."""
+
+    api_base: pulumi.Output[str]
+    """Base URL on the stack's network, e.g. `http://infinity:7997` (LiteLLM appends the route)."""
+    container_name: pulumi.Output[str]
+    """Name of the Infinity container."""
+    model_entries: pulumi.Output[list[LiteLLMModelEntry]]
+    """The LiteLLM model entries that reach this server."""
+    backend_keys: pulumi.Output[dict[str, str]]
+    """Gateway env var name -> this server's API key (secret)."""
+
+    def __init__(self, name: str, args: InfinityServerArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("llmstack:index:InfinityServer", name, {}, opts)
+        models = list(args["models"])
+        names = [m["name"] for m in models]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"InfinityServer needs at least one model and unique names: {sorted(names)}")
+        container_name = args.get("container_name") or CONTAINER_NAME
+        key_env = api_key_env(container_name)
+        api_base = f"http://{container_name}:{PORT}"
+        entries = model_entries(models, api_base, key_env)
+        gpus = list(args.get("gpus") or [])
+        image = container.pinned_image(f"{name}-image", args.get("image") or image_for(gpus), self)
+        cache = container.retained_volume(
+            f"{name}-cache", args.get("cache_volume_name") or f"{container_name}-cache", "infinity", self
+        )
+        api_key = args.get("api_key")
+        if api_key is None:
+            api_key = random.RandomPassword(f"{name}-api-key", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)).result
+        api_key = pulumi.Output.secret(api_key)
+        secret_envs: dict[str, pulumi.Input[str]] = {API_KEY_ENV: api_key}
+        if args.get("hf_token") is not None:
+            secret_envs["HF_TOKEN"] = args["hf_token"]
+        self.container = container.service_container(
+            name,
+            parent=self,
+            container_name=container_name,
+            image=image,
+            network_name=args["network_name"],
+            aliases=[container_name],
+            command=serve_command(models),
+            envs=container.container_envs(PLAIN_ENVS, secret_envs),
+            health=container.healthcheck(HEALTH_TEST, args.get("health_start_period") or HEALTH_START_PERIOD),
+            component="infinity",
+            volumes=[docker.ContainerVolumeArgs(volume_name=cache.name, container_path=CACHE_PATH)],
+            gpus=gpus or None,
+            depends_on=container.depends_on_of(opts),
+        )
+        self.api_base = pulumi.Output.from_input(api_base)
+        self.container_name = self.container.name
+        self.model_entries = pulumi.Output.from_input(entries)
+        self.backend_keys = pulumi.Output.secret(api_key.apply(lambda key: {key_env: key}))
+        self.register_outputs(
+            {
+                "api_base": self.api_base,
+                "container_name": self.container_name,
+                "model_entries": self.model_entries,
+                "backend_keys": self.backend_keys,
+            }
+        )

@@ -1,0 +1,213 @@
+"""SpeachesServer: one Speaches server for speech-to-text and text-to-speech, each model downloaded during `pulumi up`."""
+
+from collections.abc import Sequence
+from typing import NotRequired, Optional, TypedDict
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_random as random
+
+from . import container
+from .model_entry import LiteLLMModelEntry, key_env_name
+from .model_pull import ModelPullArgs, pull_command, pull_resource_names
+
+# Facts about the ghcr.io/speaches-ai/speaches image (see service-facts.md); upgrading the image is one edit here.
+CUDA_IMAGE = "ghcr.io/speaches-ai/speaches:0.8.3-cuda"
+CPU_IMAGE = "ghcr.io/speaches-ai/speaches:0.8.3-cpu"
+PORT = 8000
+CONTAINER_NAME = "speaches"
+# The image runs as `ubuntu` (uid 1000) and its Dockerfile creates this directory as that user
+# (`USER ubuntu` ... `RUN mkdir -p $HOME/.cache/huggingface/hub`), so an empty named volume mounted
+# here starts with Docker's copy of it: owned by uid 1000, writable by the server.
+HF_HUB_PATH = "/home/ubuntu/.cache/huggingface/hub"
+API_KEY_ENV = "API_KEY"
+# On 0.8.3 /health too needs the bearer token once API_KEY is set. The shell reads $API_KEY from the
+# container's env at check time, so the key never appears in the container spec.
+HEALTH_TEST = ["CMD-SHELL", f'curl -fsS -o /dev/null -H "Authorization: Bearer $API_KEY" http://localhost:{PORT}/health']
+# Nothing is downloaded at start (models are fetched afterwards through the API); importing the runtimes takes a while.
+HEALTH_START_PERIOD = "5m"
+LITELLM_PREFIX = "openai/"
+MODES = ("audio_transcription", "audio_speech")
+
+
+def api_script(method: str, ok: Sequence[int], absent: Sequence[int] = ()) -> str:
+    """A sh script calling `<method> /v1/models/$1` with the container's own $API_KEY; exit 0 on `ok` or `absent` codes, else the answer as the error."""
+    ok_codes, absent_codes = "|".join(map(str, ok)), "|".join(map(str, absent))
+    absent_case = f'{absent_codes}) echo "$1 was not on the server"; exit 0;; ' if absent else ""
+    # Double quotes only: the script is quoted again for `docker exec` and for ssh.
+    return (
+        f'resp=$(curl -sS -X {method} -w "\\n%{{http_code}}" -H "Authorization: Bearer $API_KEY" '
+        f'"http://localhost:{PORT}/v1/models/$1") || exit 1; '
+        'code=$(printf "%s\\n" "$resp" | tail -n 1); body=$(printf "%s\\n" "$resp" | sed "\\$d"); '
+        f'case "$code" in {ok_codes}) printf "%s\\n" "$body"; exit 0;; {absent_case}esac; '
+        f'printf "{method} /v1/models/%s answered HTTP %s: %s\\n" "$1" "$code" "$body" >&2; exit 1'
+    )
+
+
+# POST downloads: 200 downloaded, 201 already there, 404 unknown model. DELETE: 200 removed, 404 not there.
+PULL_SCRIPT = api_script("POST", ok=(200, 201))
+REMOVE_SCRIPT = api_script("DELETE", ok=(200,), absent=(404,))
+
+
+class SpeachesModel(TypedDict):
+    """One model served by Speaches."""
+
+    name: str
+    """The model name clients use (unique across the stack)."""
+    model: str
+    """Speaches model id, e.g. `Systran/faster-whisper-small` or `speaches-ai/piper-fr_FR-siwis-medium`."""
+    mode: str
+    """LiteLLM mode: `audio_transcription` (/audio/transcriptions) or `audio_speech` (/audio/speech)."""
+
+
+class SpeachesServerArgs(TypedDict):
+    """Inputs of a SpeachesServer."""
+
+    network_name: pulumi.Input[str]
+    """Docker network the gateway shares with this server."""
+    docker_host: str
+    """URL of the Docker host the container runs on (the provider's host): the downloads are requested there."""
+    models: list[SpeachesModel]
+    """The models to download and serve."""
+    ssh_opts: NotRequired[list[str]]
+    """ssh options of an ssh:// Docker host (the provider's ssh_opts)."""
+    gpus: NotRequired[list[str]]
+    """GPU device ids or `["all"]`; absent or empty: CPU only (the `-cpu` image)."""
+    image: NotRequired[str]
+    """Image override (default: the pinned CUDA or CPU tag, by `gpus`)."""
+    hf_token: NotRequired[pulumi.Input[str]]
+    """Hugging Face token for gated models (secret)."""
+    api_key: NotRequired[pulumi.Input[str]]
+    """Key Speaches requires (secret); generated and kept in state when absent."""
+    container_name: NotRequired[str]
+    """Container name and network alias (default `speaches`)."""
+    cache_volume_name: NotRequired[str]
+    """Docker volume for the Hugging Face hub cache (default `<container_name>-hf-hub`); it is retained on destroy."""
+    health_start_period: NotRequired[str]
+    """Grace period before failed healthchecks count, e.g. `5m`."""
+
+
+def image_for(gpus: Optional[Sequence[str]]) -> str:
+    """The pinned image of the variant: CUDA with GPUs, CPU without."""
+    return CUDA_IMAGE if gpus else CPU_IMAGE
+
+
+def inference_device(gpus: Optional[Sequence[str]]) -> str:
+    """WHISPER__INFERENCE_DEVICE matching the image variant."""
+    return "cuda" if gpus else "cpu"
+
+
+def pull_argv(model_id: str) -> list[str]:
+    """What downloads a model: its API, called from inside the container with the container's key."""
+    return ["sh", "-c", PULL_SCRIPT, "sh", model_id]
+
+
+def remove_argv(model_id: str) -> list[str]:
+    """What removes a model; one the server does not have is not an error."""
+    return ["sh", "-c", REMOVE_SCRIPT, "sh", model_id]
+
+
+def api_key_env(container_name: str) -> str:
+    """The gateway env var holding this server's key: `SPEACHES_API_KEY` for the default container."""
+    return key_env_name("speaches", "" if container_name == CONTAINER_NAME else container_name)
+
+
+def model_entries(models: Sequence[SpeachesModel], api_base: str, key_env: str) -> list[LiteLLMModelEntry]:
+    """The LiteLLM entries, sorted by name."""
+    entries: list[LiteLLMModelEntry] = []
+    for m in sorted(models, key=lambda m: m["name"]):
+        if m["mode"] not in MODES:
+            raise ValueError(f"model {m['name']!r}: mode {m['mode']!r} is not one of {MODES}")
+        entries.append(
+            {
+                "model_name": m["name"],
+                "model": LITELLM_PREFIX + m["model"],
+                "api_base": api_base,
+                "mode": m["mode"],
+                "api_key_env": key_env,
+            }
+        )
+    return entries
+
+
+class SpeachesServer(pulumi.ComponentResource):
+    """A Speaches server with its models downloaded before `pulumi up` returns."""
+
+    api_base: pulumi.Output[str]
+    """OpenAI-compatible base URL on the stack's network, e.g. `http://speaches:8000/v1`."""
+    container_name: pulumi.Output[str]
+    """Name of the Speaches container."""
+    model_entries: pulumi.Output[list[LiteLLMModelEntry]]
+    """The LiteLLM model entries that reach this server."""
+    backend_keys: pulumi.Output[dict[str, str]]
+    """Gateway env var name -> this server's API key (secret)."""
+    pulled_models: pulumi.Output[list[str]]
+    """The model ids downloaded into the server, sorted."""
+
+    def __init__(self, name: str, args: SpeachesServerArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("llmstack:index:SpeachesServer", name, {}, opts)
+        models = list(args["models"])
+        names = [m["name"] for m in models]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"SpeachesServer needs at least one model and unique names: {sorted(names)}")
+        container_name = args.get("container_name") or CONTAINER_NAME
+        key_env = api_key_env(container_name)
+        api_base = f"http://{container_name}:{PORT}/v1"
+        entries = model_entries(models, api_base, key_env)
+        gpus = list(args.get("gpus") or [])
+        image = container.pinned_image(f"{name}-image", args.get("image") or image_for(gpus), self)
+        store = container.retained_volume(
+            f"{name}-hf-hub", args.get("cache_volume_name") or f"{container_name}-hf-hub", "speaches", self
+        )
+        api_key = args.get("api_key")
+        if api_key is None:
+            api_key = random.RandomPassword(f"{name}-api-key", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)).result
+        api_key = pulumi.Output.secret(api_key)
+        secret_envs: dict[str, pulumi.Input[str]] = {API_KEY_ENV: api_key}
+        if args.get("hf_token") is not None:
+            secret_envs["HF_TOKEN"] = args["hf_token"]
+        self.container = container.service_container(
+            name,
+            parent=self,
+            container_name=container_name,
+            image=image,
+            network_name=args["network_name"],
+            aliases=[container_name],
+            # The image's own CMD (uvicorn serving the app) is what runs.
+            command=[],
+            envs=container.container_envs(
+                {"ENABLE_UI": "false", "WHISPER__INFERENCE_DEVICE": inference_device(gpus)}, secret_envs
+            ),
+            health=container.healthcheck(HEALTH_TEST, args.get("health_start_period") or HEALTH_START_PERIOD),
+            component="speaches",
+            volumes=[docker.ContainerVolumeArgs(volume_name=store.name, container_path=HF_HUB_PATH)],
+            gpus=gpus or None,
+            depends_on=container.depends_on_of(opts),
+        )
+        model_ids = sorted({m["model"] for m in models})
+        self.pulls = []
+        for model_id, resource_name in pull_resource_names(name, model_ids).items():
+            pull: ModelPullArgs = {
+                "docker_host": args["docker_host"],
+                "ssh_opts": list(args.get("ssh_opts") or []),
+                "container_name": container_name,
+                "container_id": self.container.id,
+                "model": model_id,
+                "pull": pull_argv(model_id),
+                "remove": remove_argv(model_id),
+            }
+            self.pulls.append(pull_command(resource_name, pull, parent=self, container=self.container, model_store=store))
+        self.api_base = pulumi.Output.from_input(api_base)
+        self.container_name = self.container.name
+        self.model_entries = pulumi.Output.from_input(entries)
+        self.backend_keys = pulumi.Output.secret(api_key.apply(lambda key: {key_env: key}))
+        self.pulled_models = pulumi.Output.from_input(model_ids)
+        self.register_outputs(
+            {
+                "api_base": self.api_base,
+                "container_name": self.container_name,
+                "model_entries": self.model_entries,
+                "backend_keys": self.backend_keys,
+                "pulled_models": self.pulled_models,
+            }
+        )

@@ -1,0 +1,411 @@
+"""The GPU memory plan: what every GPU service may take on each card, checked against the hosts' inventories.
+
+Rules (a host's inventory is `llmstack:hosts.<host>.gpus: [{id, memoryGiB}]`):
+- A service's share of each of its GPUs: Ollama, Infinity and Speaches take `vramGiB`; vLLM takes
+  `gpuMemoryUtilization` x the card's memory (vLLM's default 0.92 when unset). Every service also pays
+  CUDA_CONTEXT_MARGIN_GIB per GPU for what its process holds outside that share (see below).
+- On every listed GPU the shares plus the margins must fit in `memoryGiB`; otherwise the stack is refused
+  (by `config check` and by the program before it registers any resource), naming the host, the GPU, each
+  service with its share, and the largest gpuMemoryUtilization that would fit.
+- `gpuMemoryUtilization: auto` takes what the other services leave on each of vLLM's GPUs, less the
+  margins (the other services' and vLLM's own), as a fraction of the card; the smallest over its GPUs,
+  rounded down to 2 decimals. It needs an inventory.
+- `gpus: all` means every GPU of the inventory; an id the inventory does not list is an error.
+- On a host with an inventory, a GPU service must set `vramGiB`; `vramGiB` on a CPU service is an error.
+- A host without an inventory is allowed: nothing on it is checked, and the plan says so.
+- Two vLLM servers may not share a GPU: each would measure the other's memory as used while both start,
+  and `auto` could not split a card between them. Give each its own device ids.
+- vLLM starts after the other services that share any of its GPUs (`start_after`): it measures free
+  memory when it starts and refuses to start when less than its share is free.
+
+The margin: 1 GiB per service per GPU. A CUDA context plus the cuBLAS/cuDNN/NCCL workspaces of a
+process take ~0.5-1 GiB of a device outside what the process reports as its own use. vLLM pays it too:
+its fraction covers what it allocates once running, but at start it compares the memory that is free
+after its own CUDA context exists with fraction x card, so its context sits outside the fraction. We
+take the top of the range because the plan is checked before anything runs: over-estimating costs ~1 %
+of an 80 GiB card per service, under-estimating costs a vLLM that refuses to start. The margin is per
+container; Ollama starts one runner process per loaded model, so its `vramGiB` should cover the extra
+runners (or set OLLAMA_MAX_LOADED_MODELS=1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+
+from .errors import ConfigIssue, key_path
+from .schema import Host, StackConfig
+from .validation import CROSS_CHECKS, resolve_host
+
+if TYPE_CHECKING:
+    import pulumi
+
+    from .sections import EngineDeployment
+
+CUDA_CONTEXT_MARGIN_GIB = 1.0
+VLLM_DEFAULT_UTILIZATION = 0.92  # vLLM's own default for --gpu-memory-utilization
+AUTO = "auto"
+ALL = "all"
+ENGINE_SECTIONS = ("ollama", "infinity", "speaches")  # deployed, so started, before vLLM
+_EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class GpuService:
+    """A service placed on GPUs: an engine section, or one vLLM entry."""
+
+    label: str  # `ollama`, `vllm/qwen3`
+    host: str
+    gpus: tuple[str, ...]  # as written: device ids, or ("all",)
+    loc: tuple[str | int, ...]  # its block in the stack file: ("ollama",) or ("vllm", 0)
+    vram_gib: Optional[float] = None  # engines
+    utilization: float | str | None = None  # vLLM: a fraction, "auto", or None (vLLM's default)
+    vllm_name: Optional[str] = None
+
+    def key(self, name: str) -> str:
+        return key_path((*self.loc, name))
+
+
+@dataclass(frozen=True)
+class GpuRow:
+    """One line of the plan: a service's reservation on one GPU, and what the card has left after it."""
+
+    host: str
+    gpu: str
+    service: Optional[str]  # None: nothing runs on this GPU
+    reserved_gib: Optional[float]  # share + margin; None when unknown (unchecked host)
+    free_gib: Optional[float]  # left once this service and those above it on this GPU hold their reservations
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "gpu": self.gpu,
+            "service": self.service,
+            "reservedGiB": self.reserved_gib,
+            "freeGiB": self.free_gib,
+        }
+
+
+@dataclass(frozen=True)
+class GpuPlan:
+    """The per-GPU plan of a stack: rows, the vLLM utilizations to deploy, which hosts were checked, and the mistakes."""
+
+    rows: list[GpuRow]
+    utilizations: dict[str, Optional[float]]  # vLLM name -> --gpu-memory-utilization (None: vLLM's default)
+    checked: dict[str, bool]  # host -> whether it has an inventory to check against
+    issues: list[ConfigIssue]
+
+    def document(self) -> dict[str, Any]:
+        """The `gpuPlan` key of `config render`."""
+        return {
+            "checked": dict(sorted(self.checked.items())),
+            "rows": [row.document() for row in self.rows],
+            "marginGiB": CUDA_CONTEXT_MARGIN_GIB,
+            "vllmGpuMemoryUtilization": dict(self.utilizations),
+        }
+
+    def notes(self) -> list[str]:
+        """One line per host whose GPU services were not checked."""
+        hosts = sorted({row.host for row in self.rows if not self.checked.get(row.host, False)})
+        return [f"{host}: GPU fit not checked (no GPU inventory under llmstack:hosts.{host}.gpus)" for host in hosts]
+
+    def table(self) -> str:
+        """The plan for people: one line per service and GPU."""
+        header = ("host", "gpu", "service", "reserved GiB", "free GiB")
+        lines = [
+            (r.host, r.gpu, r.service or "-", _number(r.reserved_gib), _number(r.free_gib))
+            for r in self.rows
+        ]
+        widths = [max(len(cells[i]) for cells in [header, *lines]) for i in range(len(header))]
+        text = [f"GPU plan (reserved = share + {_gib(CUDA_CONTEXT_MARGIN_GIB)} GiB CUDA context per service and GPU):"]
+        text += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(cells, widths)).rstrip() for cells in [header, *lines]]
+        if not self.rows:
+            text.append("  (no service runs on a GPU)")
+        text += [f"  {note}" for note in self.notes()]
+        return "\n".join(text)
+
+
+def _gib(value: float) -> str:
+    return f"{round(value, 2):g}"
+
+
+def _number(value: Optional[float]) -> str:
+    return "?" if value is None else _gib(value)
+
+
+def floor_fraction(value: float) -> float:
+    """A fraction rounded down to 2 decimals (the epsilon keeps 0.83 from becoming 0.82)."""
+    return math.floor(value * 100 + _EPSILON) / 100
+
+
+def gpu_services(stack: StackConfig) -> list[GpuService]:
+    """Every service that runs on GPUs, in start order (the engines, then vLLM in file order).
+
+    A service whose host cannot be resolved is left out: the host check reports it."""
+    services = []
+
+    def placed_host(host: Optional[str]) -> Optional[str]:
+        if host is None and len(stack.hosts) > 1:
+            return None
+        name = resolve_host(stack, host)
+        return name if name in stack.hosts else None
+
+    for section in ENGINE_SECTIONS:
+        engine = getattr(stack, section)
+        host = placed_host(engine.host) if engine is not None else None
+        if engine is not None and engine.gpus and host is not None:
+            services.append(GpuService(section, host, tuple(engine.gpus), (section,), vram_gib=engine.vram_gib))
+    for i, entry in enumerate(stack.vllm):
+        host = placed_host(entry.host)
+        if host is not None:
+            gpus = tuple(entry.gpus or [ALL])
+            services.append(
+                GpuService(f"vllm/{entry.name}", host, gpus, ("vllm", i), utilization=entry.gpu_memory_utilization, vllm_name=entry.name)
+            )
+    return services
+
+
+def device_ids(gpus: Sequence[str], host: Host) -> list[str]:
+    """The inventory ids a selection names on a host (`all` expanded; `["all"]` stays when there is no inventory)."""
+    if host.gpus is None:
+        return list(gpus)
+    if ALL in gpus:
+        return [g.id for g in host.gpus]
+    return list(gpus)
+
+
+def shares_a_gpu(host: Host, a: Sequence[str], b: Sequence[str]) -> bool:
+    """Whether two selections on one host overlap; without an inventory `all` overlaps everything."""
+    if not a or not b:
+        return False
+    if host.gpus is None and (ALL in a or ALL in b):
+        return True
+    return bool(set(device_ids(a, host)) & set(device_ids(b, host)))
+
+
+def _placement_issues(stack: StackConfig, services: list[GpuService]) -> list[ConfigIssue]:
+    issues = []
+    for section in ENGINE_SECTIONS:
+        engine = getattr(stack, section)
+        if engine is not None and not engine.gpus and engine.vram_gib is not None:
+            issues.append(
+                ConfigIssue(key_path((section, "vramGiB")), "vramGiB is set but the service runs on CPU (no gpus)", "add gpus: (all or device ids), or remove vramGiB")
+            )
+    for service in services:
+        host = stack.hosts[service.host]
+        if host.gpus is None:
+            if service.utilization == AUTO:
+                issues.append(
+                    ConfigIssue(
+                        service.key("gpuMemoryUtilization"),
+                        f"auto needs the GPU inventory of host {service.host!r}, which lists none",
+                        f'list its GPUs under llmstack:hosts.{service.host}.gpus (e.g. - {{id: "0", memoryGiB: 80}}), or write a fraction such as 0.85',
+                    )
+                )
+            continue
+        listed = [g.id for g in host.gpus]
+        where = f"the ids listed under llmstack:hosts.{service.host}.gpus: {', '.join(listed)}" if listed else f"list the GPUs under llmstack:hosts.{service.host}.gpus, or remove gpus: to run on CPU"
+        if ALL in service.gpus and not listed:
+            issues.append(ConfigIssue(service.key("gpus"), f"`all` selects no GPU: host {service.host!r} lists none", where))
+        for gpu in service.gpus:
+            if gpu != ALL and gpu not in listed:
+                issues.append(ConfigIssue(service.key("gpus"), f"GPU {gpu!r} is not in the inventory of host {service.host!r}", f"use {where}"))
+        if service.vllm_name is None and service.vram_gib is None:
+            issues.append(
+                ConfigIssue(
+                    service.key("vramGiB"),
+                    f"{service.label} runs on GPUs of host {service.host!r}, which lists its GPU inventory, but sets no vramGiB",
+                    "add vramGiB: the GiB it may take on each of its GPUs (e.g. 8), so the fit can be checked",
+                )
+            )
+    vllms = [s for s in services if s.vllm_name is not None]
+    for later_index, later in enumerate(vllms):
+        for earlier in vllms[:later_index]:
+            host = stack.hosts[later.host]
+            if earlier.host == later.host and shares_a_gpu(host, earlier.gpus, later.gpus):
+                shared = sorted(set(device_ids(earlier.gpus, host)) & set(device_ids(later.gpus, host))) or [ALL]
+                issues.append(
+                    ConfigIssue(
+                        later.key("gpus"),
+                        f"shares GPU {', '.join(shared)} of host {later.host!r} with {earlier.label} ({key_path(earlier.loc)}); "
+                        "two vLLM servers on one GPU would each count the other's memory as used while they start",
+                        "give each vLLM entry its own device ids (gpus: [...]), or serve the smaller model with Ollama",
+                    )
+                )
+    return issues
+
+
+class _HostPlan:
+    """The arithmetic of one host with an inventory."""
+
+    def __init__(self, name: str, host: Host, services: list[GpuService]) -> None:
+        self.name = name
+        self.memory = {g.id: g.memory_gib for g in host.gpus or []}
+        self.order = [g.id for g in host.gpus or []]
+        self.on_gpu = {
+            gpu: [s for s in services if gpu in device_ids(s.gpus, host)] for gpu in self.order
+        }
+        self.gpus_of = {s: [gpu for gpu in device_ids(s.gpus, host) if gpu in self.memory] for s in services}
+        self.auto: dict[GpuService, Optional[float]] = {}
+
+    def utilization(self, service: GpuService) -> Optional[float]:
+        if service.utilization == AUTO:
+            return self.auto.get(service)
+        return VLLM_DEFAULT_UTILIZATION if service.utilization is None else float(service.utilization)
+
+    def share(self, service: GpuService, gpu: str) -> Optional[float]:
+        """GiB the service takes on this GPU besides the margin; None when unknown."""
+        if service.vllm_name is None:
+            return service.vram_gib
+        utilization = self.utilization(service)
+        return None if utilization is None else utilization * self.memory[gpu]
+
+    def others(self, service: GpuService, gpu: str) -> float:
+        """GiB the other services on this GPU reserve, margins included (unknown shares count 0: reported elsewhere)."""
+        return sum((self.share(o, gpu) or 0.0) + CUDA_CONTEXT_MARGIN_GIB for o in self.on_gpu[gpu] if o != service)
+
+    def largest_fit(self, service: GpuService) -> Optional[float]:
+        """The largest gpuMemoryUtilization that fits on every GPU of this vLLM (may be <= 0)."""
+        rooms = [(self.memory[g] - self.others(service, g) - CUDA_CONTEXT_MARGIN_GIB) / self.memory[g] for g in self.gpus_of[service]]
+        return floor_fraction(min(rooms)) if rooms else None
+
+    def size_auto(self) -> list[ConfigIssue]:
+        issues = []
+        for service in self.gpus_of:
+            if service.utilization != AUTO:
+                continue
+            largest = self.largest_fit(service)
+            if largest is not None and largest >= 0.01:
+                self.auto[service] = largest
+            elif largest is not None:
+                tightest = min(self.gpus_of[service], key=lambda g: (self.memory[g] - self.others(service, g)) / self.memory[g])
+                issues.append(
+                    ConfigIssue(
+                        service.key("gpuMemoryUtilization"),
+                        f"auto leaves {service.label} nothing on GPU {tightest!r} of host {self.name!r}: the other services reserve "
+                        f"{_gib(self.others(service, tightest))} GiB of {_gib(self.memory[tightest])} GiB "
+                        f"(with {_gib(CUDA_CONTEXT_MARGIN_GIB)} GiB CUDA context each, and as much for vLLM)",
+                        "lower the other services' vramGiB, or move them or vLLM to other GPUs",
+                    )
+                )
+        return issues
+
+    def fit_issue(self, gpu: str, index: int) -> Optional[ConfigIssue]:
+        services = self.on_gpu[gpu]
+        shares = [self.share(s, gpu) for s in services]
+        if any(share is None for share in shares):
+            return None  # a missing vramGiB or an impossible auto is reported on its own
+        memory = self.memory[gpu]
+        total = sum(shares) + CUDA_CONTEXT_MARGIN_GIB * len(services)  # type: ignore[arg-type]
+        if total <= memory + _EPSILON:
+            return None
+        parts = [f"{s.label} {_gib(share)} GiB ({self._budget(s)})" for s, share in zip(services, shares)]  # type: ignore[arg-type]
+        message = (
+            f"GPU {gpu!r} of host {self.name!r} is over-committed: {_gib(total)} GiB reserved of {_gib(memory)} GiB: "
+            f"{', '.join(parts)}, plus {_gib(CUDA_CONTEXT_MARGIN_GIB)} GiB CUDA context for each of the {len(services)} service(s)"
+        )
+        vllms = [s for s in services if s.vllm_name is not None]
+        fixes = []
+        for v in vllms:
+            largest = self.largest_fit(v)
+            if largest is not None and largest >= 0.01:
+                fixes.append(f"set {v.key('gpuMemoryUtilization')} to {largest:.2f} or less (the largest that fits), or to auto")
+            else:
+                fixes.append(f"no gpuMemoryUtilization of {v.label} fits beside the others")
+        engines = [s.label for s in services if s.vllm_name is None]
+        if engines:
+            fixes.append(f"lower the vramGiB of {', '.join(engines)}")
+        fixes.append("or move a service to another GPU")
+        path = vllms[0].key("gpuMemoryUtilization") if vllms else key_path(("hosts", self.name, "gpus", index))
+        return ConfigIssue(path, message, "; ".join(fixes))
+
+    def _budget(self, service: GpuService) -> str:
+        if service.vllm_name is None:
+            return "vramGiB"
+        if service.utilization is None:
+            return f"gpuMemoryUtilization {VLLM_DEFAULT_UTILIZATION:g}, the vLLM default"
+        return f"gpuMemoryUtilization {self.utilization(service):g}"
+
+    def rows(self) -> list[GpuRow]:
+        rows = []
+        for gpu in self.order:
+            free: Optional[float] = self.memory[gpu]
+            if not self.on_gpu[gpu]:
+                rows.append(GpuRow(self.name, gpu, None, 0.0, round(self.memory[gpu], 2)))
+            for service in self.on_gpu[gpu]:
+                share = self.share(service, gpu)
+                reserved = None if share is None else share + CUDA_CONTEXT_MARGIN_GIB
+                free = None if free is None or reserved is None else free - reserved
+                rows.append(GpuRow(self.name, gpu, service.label, _rounded(reserved), _rounded(free)))
+        return rows
+
+
+def _rounded(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(value, 2)
+
+
+def _unchecked_rows(name: str, services: list[GpuService]) -> list[GpuRow]:
+    rows = []
+    for service in services:
+        reserved = None if service.vram_gib is None else service.vram_gib + CUDA_CONTEXT_MARGIN_GIB
+        rows += [GpuRow(name, gpu, service.label, _rounded(reserved), None) for gpu in service.gpus]
+    return rows
+
+
+def plan(stack: StackConfig) -> GpuPlan:
+    """The GPU plan of a validated stack config."""
+    services = gpu_services(stack)
+    issues = _placement_issues(stack, services)
+    utilizations: dict[str, Optional[float]] = {
+        v.name: v.gpu_memory_utilization if isinstance(v.gpu_memory_utilization, float) else None for v in stack.vllm
+    }
+    rows: list[GpuRow] = []
+    for name, host in sorted(stack.hosts.items()):
+        on_host = [s for s in services if s.host == name]
+        if host.gpus is None:
+            rows += _unchecked_rows(name, on_host)
+            continue
+        host_plan = _HostPlan(name, host, on_host)
+        issues += host_plan.size_auto()
+        for service, value in host_plan.auto.items():
+            utilizations[service.vllm_name or ""] = value
+        for index, gpu in enumerate(host_plan.order):
+            issue = host_plan.fit_issue(gpu, index)
+            if issue is not None:
+                issues.append(issue)
+        rows += host_plan.rows()
+    checked = {name: host.gpus is not None for name, host in stack.hosts.items()}
+    return GpuPlan(rows, utilizations, checked, issues)
+
+
+def gpu_issues(stack: StackConfig) -> list[ConfigIssue]:
+    """The validation hook: every GPU placement and fit mistake of the stack."""
+    return plan(stack).issues
+
+
+def start_after(stack: StackConfig, engines: Sequence[EngineDeployment]) -> dict[str, list[pulumi.Resource]]:
+    """vLLM model name -> the containers of the already deployed engines that share one of its GPUs.
+
+    vLLM measures free memory when it starts, so it must start once they are healthy. `engines` are
+    the non-vLLM deployments (two vLLM servers never share a GPU: see the module docstring)."""
+    order: dict[str, list[pulumi.Resource]] = {}
+    for entry in stack.vllm:
+        name = resolve_host(stack, entry.host)
+        host = stack.hosts.get(name)
+        if host is None:
+            continue
+        gpus = list(entry.gpus or [ALL])
+        after = [
+            getattr(engine.component, "container", engine.component)
+            for engine in engines
+            if engine.host == name and shares_a_gpu(host, gpus, list(engine.gpu_ids or []))
+        ]
+        if after:
+            order[entry.name] = after
+    return order
+
+
+if gpu_issues not in CROSS_CHECKS:
+    CROSS_CHECKS.append(gpu_issues)
