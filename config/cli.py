@@ -63,9 +63,7 @@ def stack_name(path: Path) -> str:
 
 def check(path: Path, out: TextIO) -> int:
     _, stack = load(path)
-    print(summary(path, stack), file=out)
-    for note in gpu_plan.plan(stack).notes():
-        print(note, file=out)
+    print("; ".join([summary(path, stack), *gpu_plan.plan(stack).notes()]), file=out)
     return EXIT_OK
 
 
@@ -75,8 +73,7 @@ def render(path: Path, fmt: str, out: TextIO, err: TextIO = sys.stderr) -> int:
     gpus = gpu_plan.plan(stack)
     document["gpuPlan"] = gpus.document()
     # The table is for people, on the diagnostic stream: `out` stays one parseable document.
-    if err is not out:
-        print(gpus.table(), file=err)
+    print(gpus.table(), file=err)
     if fmt == "json":
         out.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
     else:

@@ -66,6 +66,8 @@ class RecordedResource:
     ignore_changes: list[str] = field(default_factory=list)
     custom_timeouts: dict[str, str] = field(default_factory=dict)
     urn: str = ""
+    id: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)
 
     def revealed(self) -> dict[str, Any]:
         return reveal(self.inputs)
@@ -97,9 +99,15 @@ def deterministic_secret(name: str, length: int) -> str:
     return (digest * (length // len(digest) + 1))[:length]
 
 
+def mock_id(type_: str, name: str, inputs: dict[str, Any]) -> str:
+    """The id the mocks give a resource: `<logical name>-id`, stable across runs."""
+    return f"{name}-id"
+
+
 class _Mocks(pulumi.runtime.Mocks):
-    def __init__(self, password: Callable[[str, int], str]) -> None:
+    def __init__(self, password: Callable[[str, int], str], resource_id: Callable[[str, str, dict], str]) -> None:
         self.password = password
+        self.resource_id = resource_id
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
         outputs = dict(args.inputs)
@@ -112,7 +120,7 @@ class _Mocks(pulumi.runtime.Mocks):
         elif args.typ == "command:local:Command":
             outputs.setdefault("stdout", "")
             outputs.setdefault("stderr", "")
-        return f"{args.name}-id", outputs
+        return self.resource_id(args.typ, args.name, args.inputs), outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, Optional[list]]:
         return {}, None
@@ -142,6 +150,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     ignore_changes=list(request.ignoreChanges),
                     custom_timeouts={k: v for k, v in (("create", timeouts.create), ("update", timeouts.update), ("delete", timeouts.delete)) if v},
                     urn=response.urn,
+                    id=response.id,
+                    outputs=rpc.deserialize_properties(response.object),
                 )
             )
         return response
@@ -174,9 +184,10 @@ def run_under_mocks(
     secret_keys: list[str],
     stack: str = "dev",
     password: Callable[[str, int], str] = deterministic_secret,
+    resource_id: Callable[[str, str, dict], str] = mock_id,
 ) -> Plan:
     """Runs `body` as a Pulumi program under mocks; returns what it registered and exported."""
-    mocks = _Mocks(password)
+    mocks = _Mocks(password, resource_id)
     monitor = _RecordingMonitor(mocks)
     pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(config, secret_keys)
@@ -209,10 +220,12 @@ def run_program(
     password: Callable[[str, int], str] = deterministic_secret,
     secrets: Optional[dict[str, str]] = None,
     program: Path = PROGRAM,
+    resource_id: Callable[[str, str, dict], str] = mock_id,
 ) -> Plan:
     """Runs `__main__.py` under mocks with this raw config; returns what it registered and exported."""
     config, secret_keys = pulumi_config(raw, secrets)
-    return run_under_mocks(lambda: runpy.run_path(str(program), run_name="__main__"), config, secret_keys, stack, password)
+    body = lambda: runpy.run_path(str(program), run_name="__main__")  # noqa: E731
+    return run_under_mocks(body, config, secret_keys, stack, password, resource_id)
 
 
 async def _resolve(value: Any) -> Any:

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .plan import Plan, RecordedResource, reveal
+from .plan import Plan, RecordedResource, mock_id, reveal
 
 CREATE, REPLACE, UPDATE, DELETE, SAME = "create", "replace", "update", "delete", "same"
 
@@ -51,8 +51,7 @@ def _key(resource: RecordedResource) -> tuple[str, str]:
 
 
 def _resource_id(resource: RecordedResource) -> str:
-    # The mocks give every resource the id `<name>-id` (see plan._Mocks).
-    return f"{resource.name}-id"
+    return resource.id or mock_id(resource.type, resource.name, resource.inputs)
 
 
 def _mentions(value: Any, text: str) -> bool:
