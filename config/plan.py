@@ -163,19 +163,45 @@ def pulumi_config(raw: dict[str, Any], secrets: Optional[dict[str, str]] = None)
     An encrypted value is replaced by `secrets[key]`, or by a placeholder that passes validation."""
     config: dict[str, str] = {}
     secret_keys: list[str] = []
+
+    def plaintext_of(key: str, value: SecretValue) -> str:
+        plaintext = (secrets or {}).get(key) or value.plaintext
+        return "sk-" + deterministic_secret(f"config:{key}", 40) if plaintext is None else plaintext
+
     for key, value in raw.items():
         full = f"{NAMESPACE}:{key}"
         if isinstance(value, SecretValue):
-            plaintext = (secrets or {}).get(key) or value.plaintext
-            if plaintext is None:
-                plaintext = "sk-" + deterministic_secret(f"config:{key}", 40)
-            config[full] = plaintext
+            config[full] = plaintext_of(key, value)
+            secret_keys.append(full)
+        elif _holds_secret(value):
+            # As Pulumi does: a structured value with a `secure:` leaf is decrypted, and the whole key is secret.
+            config[full] = json.dumps(_decrypted(value, lambda leaf: plaintext_of(key, leaf)), default=str)
             secret_keys.append(full)
         elif key in STRUCTURED_KEYS or not isinstance(value, str):
             config[full] = json.dumps(value, default=str)
         else:
             config[full] = value
     return config, secret_keys
+
+
+def _holds_secret(value: Any) -> bool:
+    if isinstance(value, SecretValue):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_secret(v) for v in value)
+    return False
+
+
+def _decrypted(value: Any, plaintext: Callable[[SecretValue], str]) -> Any:
+    if isinstance(value, SecretValue):
+        return plaintext(value)
+    if isinstance(value, dict):
+        return {k: _decrypted(v, plaintext) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decrypted(v, plaintext) for v in value]
+    return value
 
 
 def run_under_mocks(

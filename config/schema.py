@@ -60,7 +60,7 @@ class Section(BaseModel):
 
 class Gpu(Section):
     id: str
-    memory_gib: float = Field(alias="memoryGiB", gt=0)
+    memory_gib: float = Field(alias="memoryGiB", gt=0, allow_inf_nan=False)
 
     @field_validator("id", mode="before")
     @classmethod
@@ -169,7 +169,7 @@ class EngineSection(Section):
     host: Optional[str] = None
     image: Optional[str] = None
     gpus: GpuSelection = None
-    vram_gib: Optional[float] = Field(default=None, alias="vramGiB", gt=0)
+    vram_gib: Optional[float] = Field(default=None, alias="vramGiB", gt=0, allow_inf_nan=False)
 
 
 class Ollama(EngineSection):

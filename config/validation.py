@@ -8,13 +8,16 @@ from typing import Any, Optional
 from pydantic import BaseModel, ValidationError
 
 from components import vllm as vllm_facts
+from components.model_entry import key_env_name
 
 from .errors import ConfigIssue, StackConfigError, key_path
-from .schema import FIX, StackConfig
+from .schema import DURATION_PATTERN, FIX, NAME_PATTERN, StackConfig
 from .secrets import SECRET_KEYS, SecretValue
 
 # Container names the stack uses for its shared services; a model may not take one.
 RESERVED_NAMES = ("ollama", "infinity", "speaches", "litellm", "litellm-postgres", "litellm-redis")
+# vLLM flags that may be given several times (argparse `append`); any other flag given twice is a mistake.
+REPEATABLE_VLLM_FLAGS = ("--middleware",)
 # Extra checks run after the schema passes; other modules (e.g. the GPU fit) append theirs.
 CROSS_CHECKS: list[Callable[[StackConfig], Iterable[ConfigIssue]]] = []
 
@@ -25,6 +28,7 @@ _GENERIC_FIXES = {
     "int_from_float": "write a whole number",
     "float_parsing": "write a number",
     "float_type": "write a number",
+    "finite_number": "write a finite number (not .inf or .nan)",
     "bool_parsing": "write true or false",
     "bool_type": "write true or false",
     "string_type": "write a string (quote it in YAML)",
@@ -33,11 +37,17 @@ _GENERIC_FIXES = {
     "model_type": "write a mapping of keys to values",
     "model_attributes_type": "write a mapping of keys to values",
     "too_short": "add at least one entry",
+    "string_too_short": "write a non-empty value",
     "string_pattern_mismatch": "use letters, digits, '.', '_' or '-', starting with a letter or digit (it becomes a Docker name)",
     "greater_than": "raise the value",
     "greater_than_equal": "raise the value",
     "less_than": "lower the value",
     "less_than_equal": "lower the value",
+}
+# What a value that does not match one of the schema's patterns is, and how to write it instead.
+_PATTERN_PROBLEMS = {
+    NAME_PATTERN: ("is not a valid name", _GENERIC_FIXES["string_pattern_mismatch"]),
+    DURATION_PATTERN: ("is not a duration", "write a duration such as 90s, 15m or 1h30m"),
 }
 
 
@@ -84,6 +94,8 @@ def known_keys(loc: tuple) -> list[str]:
 
 def _issue_from_error(error: dict) -> ConfigIssue:
     loc = tuple(error["loc"])
+    if loc[-1:] == ("[key]",):
+        loc = loc[:-1]  # pydantic's marker for "the key itself": the path already ends with it
     path = key_path(loc)
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -96,6 +108,9 @@ def _issue_from_error(error: dict) -> ConfigIssue:
     if FIX in message:
         message, fix = message.split(FIX, 1)
         return ConfigIssue(path, message, fix)
+    if kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") in _PATTERN_PROBLEMS:
+        what, fix = _PATTERN_PROBLEMS[error["ctx"]["pattern"]]
+        return ConfigIssue(path, f"{error.get('input')!r} {what}", fix)
     if kind == "literal_error":
         return ConfigIssue(path, message, f"use {error.get('ctx', {}).get('expected', 'one of the listed values')}")
     return ConfigIssue(path, message, _GENERIC_FIXES.get(kind, "see the stack config contract in the README"))
@@ -114,6 +129,9 @@ def _secret_issues(raw: dict[str, Any]) -> list[ConfigIssue]:
             )
 
     def walk(value: Any, loc: tuple) -> None:
+        options = known_keys(loc) if loc and isinstance(loc[-1], str) else []
+        if options and loc[-1] not in options:
+            return  # an unknown (often misspelt) key: the schema reports it with the key it resembles
         if isinstance(value, SecretValue):
             issues.append(
                 ConfigIssue(key_path(loc), "holds an encrypted value but is not a secret", "set it without --secret")
@@ -163,6 +181,19 @@ def _name_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
             seen[name] = loc
         if name in RESERVED_NAMES:
             yield ConfigIssue(key_path(loc), f"{name!r} is the name of a stack service container", "choose another model name")
+    # A vLLM name also names the gateway env holding its key (VLLM_<NAME>_API_KEY): names that differ
+    # only in case or punctuation would share that env, and the gateway could not be given both keys.
+    envs: dict[str, tuple[str, tuple]] = {}
+    for i, entry in enumerate(stack.vllm):
+        env, loc = key_env_name("vllm", entry.name), ("vllm", i, "name")
+        other = envs.setdefault(env, (entry.name, loc))
+        if other[0] != entry.name:
+            yield ConfigIssue(
+                key_path(loc),
+                f"{entry.name!r} and {other[0]!r} ({key_path(other[1])}) differ only in case or punctuation; "
+                f"both would use the gateway key env {env}",
+                "give the vLLM entries names that differ in letters or digits",
+            )
 
 
 def _host_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
@@ -234,6 +265,13 @@ def _vllm_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
             yield ConfigIssue(key_path(("vllm", i, "extraArgs")), f"{flag} was removed from vLLM and stops it at start", fix)
         for flag in vllm_facts.managed_flags_in(v.extra_args):
             yield ConfigIssue(key_path(("vllm", i, "extraArgs")), f"{flag} is set from the typed keys", "use the matching key (e.g. maxModelLen) instead")
+        flags = [a.split("=", 1)[0] for a in v.extra_args if a.startswith("--")]
+        for flag in sorted({f for f in flags if flags.count(f) > 1 and f not in REPEATABLE_VLLM_FLAGS}):
+            yield ConfigIssue(
+                key_path(("vllm", i, "extraArgs")),
+                f"{flag} is given {flags.count(flag)} times (vLLM silently keeps only the last)",
+                f"keep one {flag}",
+            )
         if v.tool_call_parser is None and "--enable-auto-tool-choice" in v.extra_args:
             yield ConfigIssue(key_path(("vllm", i, "extraArgs")), "auto tool choice needs a tool-call parser", "set toolCallParser instead")
 
