@@ -6,6 +6,7 @@ from typing import Optional
 
 import pulumi
 import pulumi_docker as docker
+import pulumi_random as random
 
 RESTART_POLICY = "unless-stopped"
 LABEL_PREFIX = "llmstack"
@@ -75,6 +76,32 @@ def container_envs(
             envs.append(pulumi.Output.secret(pulumi.Output.concat(name, "=", secret[name])))
         else:
             envs.append(f"{name}={plain[name]}")
+    return envs
+
+
+def generated_secret(resource_name: str, parent: pulumi.Resource, length: int = 40) -> pulumi.Output[str]:
+    """A random key kept in state; its inputs are ignored once created, so no later change rotates it."""
+    password = random.RandomPassword(
+        resource_name,
+        length=length,
+        special=False,
+        opts=pulumi.ResourceOptions(parent=parent, ignore_changes=["length", "special", "upper", "lower", "numeric"]),
+    )
+    return pulumi.Output.secret(password.result)
+
+
+def engine_api_key(resource_name: str, given: Optional[pulumi.Input[str]], parent: pulumi.Resource) -> pulumi.Output[str]:
+    """The key an engine requires: the one given, else a generated one; a secret either way."""
+    return generated_secret(resource_name, parent) if given is None else pulumi.Output.secret(given)
+
+
+def engine_secret_envs(
+    key_env: str, api_key: pulumi.Input[str], hf_token: Optional[pulumi.Input[str]]
+) -> dict[str, pulumi.Input[str]]:
+    """The secret envs of an engine: its key under the name the image reads, and HF_TOKEN when one is set."""
+    envs: dict[str, pulumi.Input[str]] = {key_env: api_key}
+    if hf_token is not None:
+        envs["HF_TOKEN"] = hf_token
     return envs
 
 

@@ -5,10 +5,9 @@ from typing import NotRequired, Optional, TypedDict
 
 import pulumi
 import pulumi_docker as docker
-import pulumi_random as random
 
 from . import container
-from .model_entry import LiteLLMModelEntry, key_env_name
+from .model_entry import LiteLLMModelEntry, engine_entries, key_env_name, require_unique_names
 
 # Facts about the michaelf34/infinity image (see service-facts.md); upgrading the image is one edit here.
 GPU_IMAGE = "michaelf34/infinity:0.0.77"
@@ -86,20 +85,7 @@ def api_key_env(container_name: str) -> str:
 
 def model_entries(models: Sequence[InfinityModel], api_base: str, key_env: str) -> list[LiteLLMModelEntry]:
     """The LiteLLM entries, sorted by name."""
-    entries: list[LiteLLMModelEntry] = []
-    for m in sorted(models, key=lambda m: m["name"]):
-        if m["mode"] not in MODES:
-            raise ValueError(f"model {m['name']!r}: mode {m['mode']!r} is not one of {MODES}")
-        entries.append(
-            {
-                "model_name": m["name"],
-                "model": LITELLM_PREFIX + m["model"],
-                "api_base": api_base,
-                "mode": m["mode"],
-                "api_key_env": key_env,
-            }
-        )
-    return entries
+    return engine_entries(models, prefix=LITELLM_PREFIX, api_base=api_base, key_env=key_env, modes=MODES)  # type: ignore[arg-type]
 
 
 class InfinityServer(pulumi.ComponentResource):
@@ -117,9 +103,7 @@ class InfinityServer(pulumi.ComponentResource):
     def __init__(self, name: str, args: InfinityServerArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("llmstack:index:InfinityServer", name, {}, opts)
         models = list(args["models"])
-        names = [m["name"] for m in models]
-        if not names or len(set(names)) != len(names):
-            raise ValueError(f"InfinityServer needs at least one model and unique names: {sorted(names)}")
+        require_unique_names("InfinityServer", models)  # type: ignore[arg-type]
         container_name = args.get("container_name") or CONTAINER_NAME
         key_env = api_key_env(container_name)
         api_base = f"http://{container_name}:{PORT}"
@@ -129,13 +113,8 @@ class InfinityServer(pulumi.ComponentResource):
         cache = container.retained_volume(
             f"{name}-cache", args.get("cache_volume_name") or f"{container_name}-cache", "infinity", self
         )
-        api_key = args.get("api_key")
-        if api_key is None:
-            api_key = random.RandomPassword(f"{name}-api-key", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)).result
-        api_key = pulumi.Output.secret(api_key)
-        secret_envs: dict[str, pulumi.Input[str]] = {API_KEY_ENV: api_key}
-        if args.get("hf_token") is not None:
-            secret_envs["HF_TOKEN"] = args["hf_token"]
+        api_key = container.engine_api_key(f"{name}-api-key", args.get("api_key"), self)
+        secret_envs = container.engine_secret_envs(API_KEY_ENV, api_key, args.get("hf_token"))
         self.container = container.service_container(
             name,
             parent=self,

@@ -4,7 +4,6 @@ from typing import NotRequired, Optional, TypedDict
 
 import pulumi
 import pulumi_docker as docker
-import pulumi_random as random
 
 from . import container, postgres, redis
 from .litellm_config import (
@@ -31,6 +30,7 @@ HEALTH_TEST = [
 HEALTH_START_PERIOD = "180s"
 SALT_KEY_ENV = "LITELLM_SALT_KEY"
 MASTER_KEY_PREFIX = "sk-"
+SECRET_LENGTH = 48
 # Plain envs: never fetch the price map from the internet (GPU hosts are often offline).
 PLAIN_ENVS = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 
@@ -64,17 +64,6 @@ class LiteLLMProxyArgs(TypedDict):
     """Prefix of the container and volume names (default `litellm`)."""
 
 
-def _generated_secret(name: str, parent: pulumi.Resource) -> pulumi.Output[str]:
-    # Inputs are ignored once created, so a later change of length never rotates a key.
-    password = random.RandomPassword(
-        name,
-        length=48,
-        special=False,
-        opts=pulumi.ResourceOptions(parent=parent, ignore_changes=["length", "special", "upper", "lower", "numeric"]),
-    )
-    return pulumi.Output.secret(password.result)
-
-
 def _gateway_envs(fixed: dict[str, pulumi.Input[str]], backend_keys: pulumi.Input[dict[str, str]]) -> pulumi.Output[list[str]]:
     def merge(resolved: list) -> list[str]:
         fixed_values, keys = resolved
@@ -106,15 +95,14 @@ class LiteLLMProxy(pulumi.ComponentResource):
         prefix = args.get("name_prefix") or "litellm"
         network = args["network_name"]
         port = int(args.get("port") or PORT)
-        child = pulumi.ResourceOptions(parent=self)
 
         master_key = args.get("master_key")
         if master_key is None:
-            master_key = pulumi.Output.concat(MASTER_KEY_PREFIX, _generated_secret(f"{name}-master-key", self))
+            master_key = pulumi.Output.concat(MASTER_KEY_PREFIX, container.generated_secret(f"{name}-master-key", self, length=SECRET_LENGTH))
         master_key = pulumi.Output.secret(master_key)
-        salt_key = _generated_secret(f"{name}-salt-key", self)
-        pg_password = _generated_secret(f"{name}-postgres-password", self)
-        redis_password = _generated_secret(f"{name}-redis-password", self)
+        salt_key = container.generated_secret(f"{name}-salt-key", self, length=SECRET_LENGTH)
+        pg_password = container.generated_secret(f"{name}-postgres-password", self, length=SECRET_LENGTH)
+        redis_password = container.generated_secret(f"{name}-redis-password", self, length=SECRET_LENGTH)
 
         pg_name, redis_name = f"{prefix}-postgres", f"{prefix}-redis"
         pg_volume = container.retained_volume(f"{name}-postgres-data", f"{pg_name}-data", "postgres", self)

@@ -1,5 +1,6 @@
 """The LiteLLM model entry: what an engine tells the gateway about each model it serves."""
 
+from collections.abc import Mapping, Sequence
 from typing import Literal, NotRequired, TypedDict
 
 
@@ -31,3 +32,26 @@ def key_env_name(engine: str, name: str) -> str:
     """The gateway env var that holds an engine instance's API key, e.g. `VLLM_QWEN3_API_KEY`."""
     token = "".join(ch if ch.isalnum() else "_" for ch in name).upper()
     return f"{engine.upper()}_{token}_API_KEY" if token else f"{engine.upper()}_API_KEY"
+
+
+def require_unique_names(component: str, models: Sequence[Mapping[str, object]]) -> None:
+    """An engine serves at least one model, and each under its own name."""
+    names = [str(m["name"]) for m in models]
+    if not names:
+        raise ValueError(f"{component} needs at least one model")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{component}: model names must be unique: {sorted(names)}")
+
+
+def engine_entries(
+    models: Sequence[Mapping[str, str]], *, prefix: str, api_base: str, key_env: str, modes: Sequence[str]
+) -> list[LiteLLMModelEntry]:
+    """One entry per model (`name`, `model`, `mode`) behind one keyed endpoint, sorted by name."""
+    entries: list[LiteLLMModelEntry] = []
+    for m in sorted(models, key=lambda m: m["name"]):
+        if m["mode"] not in modes:
+            raise ValueError(f"model {m['name']!r}: mode {m['mode']!r} is not one of {tuple(modes)}")
+        entries.append(
+            {"model_name": m["name"], "model": prefix + m["model"], "api_base": api_base, "mode": m["mode"], "api_key_env": key_env}
+        )
+    return entries

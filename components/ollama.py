@@ -7,7 +7,7 @@ import pulumi
 import pulumi_docker as docker
 
 from . import container
-from .model_entry import LiteLLMModelEntry
+from .model_entry import LiteLLMModelEntry, require_unique_names
 from .model_pull import ModelPullArgs, pull_command, pull_resource_names
 
 # Facts about the ollama/ollama image (see service-facts.md); upgrading the image is one edit here.
@@ -101,11 +101,8 @@ def model_entries(models: Sequence[OllamaModel], api_base: str) -> list[LiteLLMM
 
 
 def _check_models(models: Sequence[OllamaModel]) -> None:
-    names = [m["name"] for m in models]
-    if not names:
-        raise ValueError("OllamaServer needs at least one model")
-    if len(set(names)) != len(names):
-        raise ValueError(f"model names must be unique: {sorted(names)}")
+    require_unique_names("OllamaServer", models)  # type: ignore[arg-type]
+
 
 
 class OllamaServer(pulumi.ComponentResource):

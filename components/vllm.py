@@ -1,11 +1,10 @@
 """VllmServer: one vLLM OpenAI-compatible server for one model, on the GPUs it is given."""
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, NotRequired, Optional, TypedDict
 
 import pulumi
-import pulumi_random as random
 
 from . import container
 from .model_entry import LiteLLMModelEntry, key_env_name
@@ -137,13 +136,8 @@ class VllmServer(pulumi.ComponentResource):
         cache = container.retained_volume(
             f"{name}-hf-cache", args.get("cache_volume_name") or f"{served}-hf-cache", "vllm", self
         )
-        api_key = args.get("api_key")
-        if api_key is None:
-            api_key = random.RandomPassword(f"{name}-api-key", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)).result
-        api_key = pulumi.Output.secret(api_key)
-        secret_envs: dict[str, pulumi.Input[str]] = {"VLLM_API_KEY": api_key}
-        if args.get("hf_token") is not None:
-            secret_envs["HF_TOKEN"] = args["hf_token"]
+        api_key = container.engine_api_key(f"{name}-api-key", args.get("api_key"), self)
+        secret_envs = container.engine_secret_envs("VLLM_API_KEY", api_key, args.get("hf_token"))
         self.container = container.service_container(
             name,
             parent=self,

@@ -36,8 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from .errors import ConfigIssue, key_path
-from .schema import Host, StackConfig
-from .validation import CROSS_CHECKS, resolve_host
+from .schema import Host, StackConfig, resolve_host
 
 if TYPE_CHECKING:
     import pulumi
@@ -405,7 +404,3 @@ def start_after(stack: StackConfig, engines: Sequence[EngineDeployment]) -> dict
         if after:
             order[entry.name] = after
     return order
-
-
-if gpu_issues not in CROSS_CHECKS:
-    CROSS_CHECKS.append(gpu_issues)

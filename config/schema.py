@@ -247,3 +247,8 @@ class StackConfig(Section):
     gateway: Gateway = Gateway()
     master_key: Optional[SecretValue] = None
     hf_token: Optional[SecretValue] = None
+
+
+def resolve_host(stack: StackConfig, host: Optional[str]) -> str:
+    """The host a service runs on: the one named, else the only one."""
+    return host if host is not None else sorted(stack.hosts)[0]

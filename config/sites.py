@@ -5,8 +5,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from .schema import StackConfig
-from .validation import resolve_host
+from .schema import StackConfig, resolve_host
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 import difflib
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError
@@ -11,15 +11,14 @@ from components import vllm as vllm_facts
 from components.model_entry import key_env_name
 
 from .errors import ConfigIssue, StackConfigError, key_path
-from .schema import DURATION_PATTERN, FIX, NAME_PATTERN, StackConfig
+from .gpu_plan import gpu_issues
+from .schema import DURATION_PATTERN, FIX, NAME_PATTERN, StackConfig, resolve_host
 from .secrets import SECRET_KEYS, SecretValue
 
 # Container names the stack uses for its shared services; a model may not take one.
 RESERVED_NAMES = ("ollama", "infinity", "speaches", "litellm", "litellm-postgres", "litellm-redis")
 # vLLM flags that may be given several times (argparse `append`); any other flag given twice is a mistake.
 REPEATABLE_VLLM_FLAGS = ("--middleware",)
-# Extra checks run after the schema passes; other modules (e.g. the GPU fit) append theirs.
-CROSS_CHECKS: list[Callable[[StackConfig], Iterable[ConfigIssue]]] = []
 
 _GENERIC_FIXES = {
     "missing": "add this key",
@@ -224,11 +223,6 @@ def _host_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
             )
 
 
-def resolve_host(stack: StackConfig, host: Optional[str]) -> str:
-    """The host a service runs on: the one named, else the only one."""
-    return host if host is not None else sorted(stack.hosts)[0]
-
-
 def _gateway_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
     names = [n for n, _ in model_locations(stack)]
     if not names:
@@ -303,14 +297,10 @@ def validate(raw: dict[str, Any]) -> StackConfig:
             issues += [_issue_from_error(e) for e in error.errors()]
             failed.add(key)
     stack = StackConfig.model_validate(valid)
-    for check in (_secret_value_issues, _name_issues, _host_issues, _gateway_issues, _vllm_issues, *CROSS_CHECKS):
+    for check in (_secret_value_issues, _name_issues, _host_issues, _gateway_issues, _vllm_issues, gpu_issues):
         if failed & set(_DEPENDS_ON_SECTIONS.get(check.__name__, ())):
             continue
         issues += list(check(stack))
     if issues:
         raise StackConfigError(issues)
     return stack
-
-
-# The GPU fit check lives in its own module and appends itself to CROSS_CHECKS on import.
-from . import gpu_plan  # noqa: E402,F401

@@ -51,12 +51,6 @@ def rows(plan: gpu_plan.GpuPlan) -> list[tuple]:
     return [(r.host, r.gpu, r.service, r.reserved_gib, r.free_gib) for r in plan.rows]
 
 
-def test_the_check_is_registered_once():
-    from config.validation import CROSS_CHECKS
-
-    assert CROSS_CHECKS.count(gpu_plan.gpu_issues) == 1
-
-
 def test_feasible_plan_rows_in_start_order():
     plan = gpu_plan.plan(validate(design_stack(0.7)))
     assert plan.issues == [] and plan.checked == {"gpu-01": True}
@@ -296,7 +290,8 @@ START_ORDER_PROGRAM = textwrap.dedent(
     from config.sections import vllm as vllm_section
     from config.sites import build_sites
     from config.source import running_program_config
-    from config.validation import resolve_host, validate
+    from config.schema import resolve_host
+    from config.validation import validate
 
 
     class Engine(pulumi.ComponentResource):
