@@ -6,6 +6,7 @@ are in-place no-ops unless `replace_on_changes` names them. A replaced resource 
 every input that refers to that id changes too, and the rule of that input decides again.
 """
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,8 +56,9 @@ def _resource_id(resource: RecordedResource) -> str:
 
 
 def _mentions(value: Any, text: str) -> bool:
+    """True where `text` (an id) stands in `value` as a whole word, e.g. in `docker exec <id> ...`."""
     if isinstance(value, str):
-        return text in value
+        return re.search(rf"(?<![\w.-]){re.escape(text)}(?![\w.-])", value) is not None
     if isinstance(value, dict):
         return any(_mentions(v, text) for v in value.values())
     if isinstance(value, list):

@@ -5,7 +5,9 @@ A record is what the rehearsal's mocks saw the program register::
     {"type": "docker:index/container:Container", "name": "<pulumi resource name>",
      "inputs": {... camelCase, exactly as pulumi-docker receives them ...},
      "retainOnDelete": bool,            # optional, default False
-     "outputs": {...}}                  # optional; a RemoteImage's `imageId` feeds `image_map`
+     "outputs": {...},                  # optional; a RemoteImage's `imageId` feeds `image_map`
+     "dependsOn": ["<resource name>"]}  # optional; `up(..., concurrency=N)` creates a resource once
+                                        # these are created (and healthy), like `pulumi up`
 
 Pure functions (`network_body`, `volume_body`, `container_spec`, `image_spec`, `command_spec`,
 `plan`) turn records into Engine API request bodies and fail loudly, naming the resource and the
@@ -32,9 +34,11 @@ import re
 import socket
 import subprocess
 import tarfile
+import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Optional
 
@@ -917,6 +921,8 @@ class Deployment:
     created: list[str] = dataclasses.field(default_factory=list)          # resource names, in order
     timings: dict[str, float] = dataclasses.field(default_factory=dict)   # resource name -> seconds
     notes: list[str] = dataclasses.field(default_factory=list)
+    started: dict[str, float] = dataclasses.field(default_factory=dict)   # container -> time.monotonic() at create
+    finished: dict[str, float] = dataclasses.field(default_factory=dict)  # resource name -> time.monotonic() when done
 
 
 def _failure_details(engine: Engine, name: str) -> str:
@@ -934,11 +940,21 @@ def _failure_details(engine: Engine, name: str) -> str:
     return "\n".join(lines)
 
 
-def wait_healthy(engine: Engine, spec: ContainerSpec, *, poll: float = 0.25) -> float:
-    """Seconds until the container is `healthy`; fails after `wait_timeout` or when it exits for good."""
+class Aborted(RehearsalError):
+    """Stopped waiting because another resource of the same `up` failed."""
+
+
+def wait_healthy(engine: Engine, spec: ContainerSpec, *, poll: float = 0.25,
+                 stop: Optional[threading.Event] = None) -> float:
+    """Seconds until the container is `healthy`; fails after `wait_timeout`, as soon as it exits or
+    restarts (stricter than pulumi-docker, which waits out `waitTimeout` while the restart policy
+    restarts a crashing container: a rehearsal wants the first crash's logs, at once), or when
+    `stop` is set."""
     t0 = time.monotonic()
     deadline = t0 + spec.wait_timeout
     while True:
+        if stop is not None and stop.is_set():
+            raise Aborted(f"{spec.resource}: stopped waiting for {spec.name}: another resource failed")
         info = engine.inspect_container(spec.name)
         if info is None:
             raise RehearsalError(f"{spec.resource}: container {spec.name} disappeared while waiting for health")
@@ -948,8 +964,7 @@ def wait_healthy(engine: Engine, spec: ContainerSpec, *, poll: float = 0.25) -> 
             raise RehearsalError(f"{spec.resource}: wait=true but container {spec.name} has no healthcheck")
         if health.get("Status") == "healthy":
             return time.monotonic() - t0
-        policy = (info.get("HostConfig", {}).get("RestartPolicy") or {}).get("Name") or "no"
-        if state.get("Status") in ("exited", "dead") and policy == "no":
+        if state.get("Status") in ("exited", "dead", "restarting") or info.get("RestartCount"):
             raise RehearsalError(f"{spec.resource}: container {spec.name} exited before it was healthy\n"
                                  + _failure_details(engine, spec.name))
         if time.monotonic() > deadline:
@@ -958,7 +973,8 @@ def wait_healthy(engine: Engine, spec: ContainerSpec, *, poll: float = 0.25) -> 
         time.sleep(poll)
 
 
-def create_container(engine: Engine, spec: ContainerSpec, *, log: Callable[[str], None] = print) -> float:
+def create_container(engine: Engine, spec: ContainerSpec, *, log: Callable[[str], None] = print,
+                     stop: Optional[threading.Event] = None) -> float:
     """Create, upload, connect, start and (if `wait`) wait healthy; returns seconds until ready."""
     t0 = time.monotonic()
     hc = spec.body.get("Healthcheck") or {}
@@ -982,7 +998,7 @@ def create_container(engine: Engine, spec: ContainerSpec, *, log: Callable[[str]
         return time.monotonic() - t0
     engine.request("POST", f"/containers/{urllib.parse.quote(spec.name)}/start")
     if spec.wait:
-        wait_healthy(engine, spec)
+        wait_healthy(engine, spec, stop=stop)
     if spec.must_run:
         state = (engine.inspect_container(spec.name) or {}).get("State", {})
         if not state.get("Running"):
@@ -991,12 +1007,80 @@ def create_container(engine: Engine, spec: ContainerSpec, *, log: Callable[[str]
     return time.monotonic() - t0
 
 
+def _create_step(engine: Engine, step: Step, dep: Deployment, *, run_commands: bool,
+                 wait_cap: Optional[float], stop: Optional[threading.Event], lock: threading.Lock,
+                 log: Callable[[str], None]) -> None:
+    """Create one planned resource; records it in `dep` once done."""
+    res = step.record["name"]
+    t0 = time.monotonic()
+    if step.kind == "network":
+        engine.json("POST", "/networks/create", body=step.spec)
+    elif step.kind == "volume":
+        existing = engine.inspect_volume(step.spec["Name"])
+        if existing is not None:
+            # Docker's volume create returns an existing volume unchanged (old labels
+            # included), as on a real host. One left by an earlier rehearsal (retained) is
+            # reused like that; anyone else's (a real deploy's data) is never touched.
+            if not _labelled(existing, None):
+                raise RehearsalError(f"{res}: volume {step.spec['Name']} already exists on this engine and "
+                                     f"is not a rehearsal volume: refusing to use it")
+            with lock:
+                dep.notes.append(f"volume {step.spec['Name']} already existed (retained by an earlier rehearsal)")
+        engine.json("POST", "/volumes/create", body=step.spec)
+    elif step.kind == "image":
+        if engine.inspect_image(step.spec) is None:
+            raise RehearsalError(f"{res}: image {step.spec!r} is not on the engine: build the stand-ins "
+                                 f"first (standin_images.build_standin_images)")
+    elif step.kind == "container":
+        spec = step.spec
+        if wait_cap is not None and spec.wait and spec.wait_timeout > wait_cap:
+            spec = dataclasses.replace(spec, wait_timeout=wait_cap)
+        log(f"[rehearsal] creating container {spec.name}")
+        dep.started[res] = t0
+        seconds = create_container(engine, spec, log=log, stop=stop)
+        log(f"[rehearsal] {spec.name} ready in {seconds:.1f}s")
+    elif step.kind == "command":
+        if not run_commands:
+            return
+        run_command(step.spec, "create", log=log)
+    with lock:
+        dep.created.append(res)
+        dep.timings[res] = time.monotonic() - t0
+        dep.finished[res] = time.monotonic()
+
+
+def _dependencies(records: Sequence[Mapping[str, Any]], steps: Sequence[Step]) -> dict[str, set[str]]:
+    """Step name -> the names of the steps it waits for (its record's `dependsOn` among `steps`).
+
+    A name that is a record but not a step (an ignored type, or left out by `only`) counts as
+    done; a name that is no record at all fails."""
+    known = {r["name"] for r in records}
+    planned = {s.record["name"] for s in steps}
+    deps: dict[str, set[str]] = {}
+    for step in steps:
+        res = step.record["name"]
+        wanted = step.record.get("dependsOn") or []
+        unknown = sorted(set(wanted) - known)
+        if unknown:
+            raise RehearsalError(f"{res}: dependsOn names resources that are not recorded: {unknown}")
+        deps[res] = set(wanted) & planned
+    return deps
+
+
 def up(records: Sequence[Mapping[str, Any]], *, images: Mapping[str, str], binds: Sequence[str] = (),
        env_overrides: Optional[Mapping[str, Mapping[str, Optional[str]]]] = None,
        run_label: str = DEFAULT_RUN_LABEL, engine: Optional[Engine] = None,
        ignore_types: Iterable[str] = DEFAULT_IGNORED_TYPE_PREFIXES, run_commands: bool = True,
-       log: Callable[[str], None] = print) -> Deployment:
+       log: Callable[[str], None] = print, concurrency: int = 1, only: Optional[Collection[str]] = None,
+       wait_cap: Optional[float] = None) -> Deployment:
     """Create every recorded resource on the engine, like `pulumi up` would.
+
+    concurrency=1: one after the other, in `plan` order. concurrency>1: like `pulumi up`, each
+    resource as soon as the resources in its record's `dependsOn` are created (a container is
+    created once it is healthy, when `wait`), up to `concurrency` at a time.
+    only: create just these resource names (the others exist already: a second `up`).
+    wait_cap: wait at most this many seconds for a container to be healthy, whatever its
+    `waitTimeout` (a rehearsal addition: readable failures instead of an hour-long wait).
 
     Raises `RehearsalError` (with `.deployment` set: what was created so far) on the first failure;
     call `destroy(records, ...)` either way.
@@ -1004,40 +1088,24 @@ def up(records: Sequence[Mapping[str, Any]], *, images: Mapping[str, str], binds
     engine = engine or Engine()
     steps = plan(records, images=images, binds=binds, env_overrides=env_overrides, run_label=run_label,
                  ignore_types=ignore_types)
+    if only is not None:
+        unknown = sorted(set(only) - {s.record["name"] for s in steps})
+        if unknown:
+            raise RehearsalError(f"only: no such resources in the plan: {unknown}")
+        steps = [s for s in steps if s.record["name"] in only]
     dep = Deployment(run_label)
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def create(step: Step) -> None:
+        _create_step(engine, step, dep, run_commands=run_commands, wait_cap=wait_cap, stop=stop, lock=lock, log=log)
+
     try:
-        for step in steps:
-            res = step.record["name"]
-            t0 = time.monotonic()
-            if step.kind == "network":
-                engine.json("POST", "/networks/create", body=step.spec)
-            elif step.kind == "volume":
-                existing = engine.inspect_volume(step.spec["Name"])
-                if existing is not None:
-                    # Docker's volume create returns an existing volume unchanged (old labels
-                    # included), as on a real host. One left by an earlier rehearsal (retained) is
-                    # reused like that; anyone else's (a real deploy's data) is never touched.
-                    if not _labelled(existing, None):
-                        raise RehearsalError(f"{res}: volume {step.spec['Name']} already exists on this engine and "
-                                             f"is not a rehearsal volume: refusing to use it")
-                    dep.notes.append(f"volume {step.spec['Name']} already existed (retained by an earlier rehearsal)")
-                engine.json("POST", "/volumes/create", body=step.spec)
-            elif step.kind == "image":
-                if engine.inspect_image(step.spec) is None:
-                    raise RehearsalError(f"{res}: image {step.spec!r} is not on the engine: build the stand-ins "
-                                         f"first (standin_images.build_standin_images)")
-            elif step.kind == "container":
-                log(f"[rehearsal] creating container {step.spec.name}")
-                dep.timings[res] = create_container(engine, step.spec, log=log)
-                dep.created.append(res)
-                log(f"[rehearsal] {step.spec.name} ready in {dep.timings[res]:.1f}s")
-                continue
-            elif step.kind == "command":
-                if not run_commands:
-                    continue
-                run_command(step.spec, "create", log=log)
-            dep.created.append(res)
-            dep.timings[res] = time.monotonic() - t0
+        if concurrency <= 1:
+            for step in steps:
+                create(step)
+        else:
+            _run_dag(steps, _dependencies(records, steps), create, concurrency, stop)
     except RehearsalError as e:
         e.deployment = dep  # type: ignore[attr-defined]
         raise
@@ -1046,6 +1114,39 @@ def up(records: Sequence[Mapping[str, Any]], *, images: Mapping[str, str], binds
         err.deployment = dep  # type: ignore[attr-defined]
         raise err from e
     return dep
+
+
+def _run_dag(steps: Sequence[Step], deps: Mapping[str, set[str]], create: Callable[[Step], None],
+             concurrency: int, stop: threading.Event) -> None:
+    """Run `create` on every step once its dependencies are done; on the first failure start nothing
+    more, tell the running ones to stop waiting, and raise that failure (the others' too, if real)."""
+    pending = {s.record["name"]: s for s in steps}
+    running: dict[Future, str] = {}
+    done: set[str] = set()
+    errors: list[BaseException] = []
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rehearsal-up") as pool:
+        while pending or running:
+            if not errors:
+                for name in [n for n in pending if deps[n] <= done]:
+                    running[pool.submit(create, pending.pop(name))] = name
+            if not running:
+                break
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                name = running.pop(future)
+                error = future.exception()
+                if error is None:
+                    done.add(name)
+                elif not isinstance(error, Aborted):
+                    errors.append(error)
+                    stop.set()
+    if errors:
+        if len(errors) == 1:
+            raise errors[0]
+        raise RehearsalError(f"{len(errors)} resources failed:\n\n" + "\n\n".join(str(e) for e in errors)) from errors[0]
+    if pending:
+        raise RehearsalError(f"dependency cycle or unmet dependencies: {sorted(pending)} wait for "
+                             f"{sorted(set().union(*(deps[n] for n in pending)) - done)}")
 
 
 @dataclasses.dataclass
