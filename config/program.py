@@ -49,12 +49,17 @@ def _merge_keys(groups: list[dict[str, str]]) -> dict[str, str]:
     return merged
 
 
-def gateway_args(stack: StackConfig, engines: list[EngineDeployment], network_name: pulumi.Input[str]) -> LiteLLMProxyArgs:
-    """LiteLLMProxy args from the `llmstack:gateway` section and the deployed engines."""
+def gateway_args(
+    stack: StackConfig,
+    engines: list[EngineDeployment],
+    entries: pulumi.Output[list[LiteLLMModelEntry]],
+    network_name: pulumi.Input[str],
+) -> LiteLLMProxyArgs:
+    """LiteLLMProxy args from the `llmstack:gateway` section, the engines' model entries and their keys."""
     gw = stack.gateway
     args: LiteLLMProxyArgs = {
         "network_name": network_name,
-        "models": pulumi.Output.all(*[e.model_entries for e in engines]).apply(_flatten),
+        "models": entries,
         "backend_keys": pulumi.Output.secret(pulumi.Output.all(*[e.backend_keys for e in engines]).apply(_merge_keys)),
         "settings": {
             "routing_strategy": gw.routing_strategy,
@@ -93,8 +98,8 @@ def deploy_stack(stack: StackConfig) -> dict[str, Any]:
         engines += section.deploy(stack, sites)
     engines += vllm_section.deploy(stack, sites, utilizations, gpu_plan.start_after(stack, engines))
     site = site_of(stack, sites, stack.gateway.host)
-    gateway = LiteLLMProxy("gateway", gateway_args(stack, engines, site.network.name), opts=site.options())
     entries = pulumi.Output.all(*[e.model_entries for e in engines]).apply(_flatten)
+    gateway = LiteLLMProxy("gateway", gateway_args(stack, engines, entries, site.network.name), opts=site.options())
     return {
         "gatewayUrl": gateway.port.apply(lambda port: f"http://{site.client_address}:{port}"),
         "masterKey": pulumi.Output.secret(gateway.master_key),
