@@ -6,6 +6,8 @@ import pulumi
 
 from components.model_entry import LiteLLMModelEntry
 
+from ..schema import EngineSection, StackConfig
+
 
 @dataclass
 class EngineDeployment:
@@ -16,3 +18,20 @@ class EngineDeployment:
     backend_keys: pulumi.Output[dict[str, str]]
     gpu_ids: list[str] = field(default_factory=list)
     host: str = ""
+
+
+def hf_token(stack: StackConfig) -> dict[str, pulumi.Output[str]]:
+    """`{"hf_token": <secret>}` when the stack sets llmstack:hfToken, for engines that download from Hugging Face."""
+    if stack.hf_token is None:
+        return {}
+    return {"hf_token": pulumi.Output.secret(stack.hf_token.plaintext or "")}
+
+
+def placement(section: EngineSection) -> dict[str, object]:
+    """The GPU ids and image override of an engine section, where set."""
+    found: dict[str, object] = {}
+    if section.gpus:
+        found["gpus"] = list(section.gpus)
+    if section.image:
+        found["image"] = section.image
+    return found

@@ -1,12 +1,11 @@
 """The `llmstack:infinity` section: one InfinityServer loading every model listed."""
 
-import pulumi
 
 from components import InfinityServer, InfinityServerArgs
 
 from ..schema import Infinity, StackConfig
 from ..sites import Site, site_of
-from . import EngineDeployment
+from . import EngineDeployment, hf_token, placement
 
 
 def server_args(section: Infinity, site: Site, stack: StackConfig) -> InfinityServerArgs:
@@ -15,12 +14,8 @@ def server_args(section: Infinity, site: Site, stack: StackConfig) -> InfinitySe
         "network_name": site.network.name,
         "models": [{"name": m.name, "model": m.model, "mode": m.mode} for m in section.models],
     }
-    if section.gpus:
-        args["gpus"] = list(section.gpus)
-    if section.image:
-        args["image"] = section.image
-    if stack.hf_token is not None:
-        args["hf_token"] = pulumi.Output.secret(stack.hf_token.plaintext or "")
+    args.update(placement(section))  # type: ignore[typeddict-item]
+    args.update(hf_token(stack))  # type: ignore[typeddict-item]
     return args
 
 

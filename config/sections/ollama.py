@@ -7,7 +7,7 @@ from components import OllamaModel, OllamaServer, OllamaServerArgs
 from .. import schema
 from ..schema import Ollama, StackConfig
 from ..sites import Site, site_of
-from . import EngineDeployment
+from . import EngineDeployment, placement
 
 
 def model_spec(entry: schema.OllamaModel) -> OllamaModel:
@@ -28,10 +28,7 @@ def server_args(section: Ollama, site: Site, stack: StackConfig) -> OllamaServer
         "models": [model_spec(m) for m in section.models],
         "env": dict(section.env),
     }
-    if section.gpus:
-        args["gpus"] = list(section.gpus)
-    if section.image:
-        args["image"] = section.image
+    args.update(placement(section))  # type: ignore[typeddict-item]
     return args
 
 

@@ -2,13 +2,12 @@
 
 from typing import Literal
 
-import pulumi
 
 from components import SpeachesServer, SpeachesServerArgs
 
 from ..schema import Speaches, StackConfig
 from ..sites import Site, site_of
-from . import EngineDeployment
+from . import EngineDeployment, hf_token, placement
 
 # The stack file names the route; LiteLLM names the mode.
 LITELLM_MODES: dict[str, Literal["audio_transcription", "audio_speech"]] = {
@@ -26,12 +25,8 @@ def server_args(section: Speaches, site: Site, stack: StackConfig) -> SpeachesSe
         "ssh_opts": list(host.ssh_opts),
         "models": [{"name": m.name, "model": m.model, "mode": LITELLM_MODES[m.mode]} for m in section.models],
     }
-    if section.gpus:
-        args["gpus"] = list(section.gpus)
-    if section.image:
-        args["image"] = section.image
-    if stack.hf_token is not None:
-        args["hf_token"] = pulumi.Output.secret(stack.hf_token.plaintext or "")
+    args.update(placement(section))  # type: ignore[typeddict-item]
+    args.update(hf_token(stack))  # type: ignore[typeddict-item]
     return args
 
 

@@ -9,7 +9,7 @@ from components import VllmServer, VllmServerArgs
 
 from ..schema import StackConfig, Vllm
 from ..sites import Site, site_of
-from . import EngineDeployment
+from . import EngineDeployment, hf_token
 
 
 def server_args(entry: Vllm, site: Site, stack: StackConfig, utilization: Optional[float]) -> VllmServerArgs:
@@ -32,8 +32,7 @@ def server_args(entry: Vllm, site: Site, stack: StackConfig, utilization: Option
         "health_start_period": entry.health_start_period,
     }
     args.update({k: v for k, v in optional.items() if v is not None})  # type: ignore[typeddict-item]
-    if stack.hf_token is not None:
-        args["hf_token"] = pulumi.Output.secret(stack.hf_token.plaintext or "")
+    args.update(hf_token(stack))  # type: ignore[typeddict-item]
     return args
 
 
