@@ -1,6 +1,5 @@
 """The `llmstack:infinity` section: one InfinityServer loading every model listed."""
 
-
 from components import InfinityServer, InfinityServerArgs
 
 from ..schema import Infinity, StackConfig
