@@ -90,8 +90,8 @@ def _prepare_models(backends: dict[str, str], keys: dict[str, str]) -> None:
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     work = tmp_path_factory.mktemp("smoke")
-    keys = {engine: secrets.token_urlsafe(24) for engine in ("vllm", "infinity", "speaches")}
-    master_key = "sk-" + secrets.token_urlsafe(24)
+    keys = {engine: secrets.token_hex(24) for engine in ("vllm", "infinity", "speaches")}
+    master_key = "sk-" + secrets.token_hex(24)
     engines = {"vllm": "qwen3", "ollama": "ollama", "infinity": "infinity", "speaches": "speaches"}
     ports = {engine: free_port(HOSTS[host]) for engine, host in engines.items()}
     backends = {engine: f"http://{HOSTS[host]}:{ports[engine]}" for engine, host in engines.items()}
@@ -207,7 +207,7 @@ def test_a_failing_call_exits_1_and_still_prints_the_table(
 
 
 def test_a_wrong_master_key_exits_1_with_a_message(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_smoke(["--url", deployment.url, "--key", "sk-" + secrets.token_urlsafe(8)], capsys)
+    code, _, err = run_smoke(["--url", deployment.url, "--key", "sk-" + secrets.token_hex(8)], capsys)
     assert code == 1
     assert "rejected the key" in err
 
@@ -231,7 +231,7 @@ def test_outputs_come_from_pulumi_when_no_flags_are_given(
 
 def test_an_unreachable_gateway_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    code, _, err = run_smoke(["--url", url, "--key", "sk-" + secrets.token_urlsafe(8), "--timeout", "5"], capsys)
+    code, _, err = run_smoke(["--url", url, "--key", "sk-" + secrets.token_hex(8), "--timeout", "5"], capsys)
     assert code == 1
     assert "cannot reach the gateway" in err
 

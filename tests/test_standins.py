@@ -99,7 +99,7 @@ def test_vllm_process_exits_2_on_a_removed_flag() -> None:
 
 
 def test_vllm_api_requires_the_key_under_v1_only(serve_app: Any) -> None:
-    key = secrets.token_urlsafe(16)
+    key = secrets.token_hex(16)
     url = serve_app(vllm.VllmApp(vllm.parse_settings(QWEN3_ARGS, {"VLLM_API_KEY": key})))
     assert httpx.get(f"{url}/health").status_code == 200
     assert httpx.get(f"{url}/v1/models").status_code == 401
@@ -109,7 +109,7 @@ def test_vllm_api_requires_the_key_under_v1_only(serve_app: Any) -> None:
 
 
 def test_vllm_chat_answers_tools_and_unknown_models(serve_app: Any) -> None:
-    key = secrets.token_urlsafe(16)
+    key = secrets.token_hex(16)
     url = serve_app(vllm.VllmApp(vllm.parse_settings(QWEN3_ARGS, {"VLLM_API_KEY": key})))
     tool = {"type": "function", "function": {"name": "lookup", "parameters": {
         "type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}}
@@ -242,7 +242,7 @@ def test_infinity_rejects_what_infinity_emb_rejects(argv: list[str]) -> None:
 
 
 def test_infinity_routes_auth_and_capabilities(serve_app: Any) -> None:
-    key = secrets.token_urlsafe(16)
+    key = secrets.token_hex(16)
     settings = infinity.parse_settings(["v2", "--model-id", "nomic-ai/nomic-embed-text-v1.5",
                                         "--model-id", "BAAI/bge-reranker-v2-m3", "--api-key", key], {})
     url = serve_app(infinity.InfinityApp(settings))
@@ -274,7 +274,7 @@ def test_infinity_fails_to_start_on_a_missing_repo() -> None:
 
 @pytest.fixture
 def speaches_app(tmp_path: Path) -> tuple[speaches.SpeachesApp, str]:
-    key = secrets.token_urlsafe(16)
+    key = secrets.token_hex(16)
     settings = speaches.parse_settings([], {"API_KEY": key})
     return speaches.SpeachesApp(settings, speaches.HubCache(tmp_path / "hub")), key
 
@@ -326,7 +326,7 @@ def test_speaches_accepts_the_image_command_and_port_env() -> None:
 
 
 def test_requests_are_recorded_and_can_be_cleared(serve_app: Any) -> None:
-    key = secrets.token_urlsafe(16)
+    key = secrets.token_hex(16)
     url = serve_app(vllm.VllmApp(vllm.parse_settings(["m", "--api-key", key], {})))
     httpx.post(f"{url}/v1/chat/completions", headers=bearer(key),
                json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})

@@ -179,7 +179,7 @@ def test_the_standins_reject_what_a_wrong_wiring_would_send(deployment: Deployme
         assert 400 <= post("no-such-model-" + secrets.token_hex(4), call.path, call.key) < 500, f"{call.name}: unknown model served"
         if call.key is not None:
             assert post(call.model, call.path, None) in (401, 403), f"{call.name}: served without a key"
-            assert post(call.model, call.path, secrets.token_urlsafe(16)) in (401, 403), f"{call.name}: served with a wrong key"
+            assert post(call.model, call.path, secrets.token_hex(16)) in (401, 403), f"{call.name}: served with a wrong key"
 
 
 def test_the_gateway_routes_with_its_redis_down_and_authenticates_when_it_is_up(deployment: Deployment) -> None:

@@ -129,9 +129,9 @@ def record_plan(raw: dict[str, Any], passwords: Passwords, *, deployable: bool =
 
     deployable: containers' ids are their names (see resource_id). Otherwise the mocks' own ids
     (`<resource>-id`), for config.plan_diff: it follows a replaced resource's id into the inputs
-    that mention it as a substring, which is sound for distinctive ids (Docker's 64 hex digits,
-    the mocks' `-id` suffix) but not for a bare name like `litellm`, which the gateway image,
-    the Postgres and Redis container and volume names all contain."""
+    that mention it as a word, which is sound for distinctive ids (Docker's 64 hex digits, the
+    mocks' `-id` suffix) but not for a bare name like `litellm`, which also stands as a word in
+    the gateway's DATABASE_URL (`postgresql://litellm:...`)."""
     if deployable:
         return run_program(raw, stack=STACK, password=passwords, resource_id=resource_id)
     return run_program(raw, stack=STACK, password=passwords)

@@ -69,8 +69,8 @@ def test_redis_and_postgres_healthy_then_destroy_keeps_retained_volume(engine, r
     print(f"[timing] stand-in images (redis, postgres): {time.monotonic() - t0:.2f}s")
     assert set(built) == {REDIS_TAG, POSTGRES_TAG}
 
-    redis_pw = secrets.token_urlsafe(24)
-    pg_pw = secrets.token_urlsafe(24)
+    redis_pw = secrets.token_hex(24)
+    pg_pw = secrets.token_hex(24)
     port = free_port()
     net, redis_vol, pg_vol = f"{run}-net", f"{run}-redis-data", f"{run}-pg-data"
     redis_name, pg_name = f"{run}-redis", f"{run}-postgres"
