@@ -1,5 +1,6 @@
 """`python -m config check|render`: exit codes, error texts with key paths and fixes, no traceback, the printed plan."""
 
+import io
 import json
 import subprocess
 import sys
@@ -21,28 +22,16 @@ def write_stack(tmp_path: Path, config: dict) -> Path:
 
 
 def run_check(tmp_path: Path, config: dict) -> tuple[int, str, str]:
-    out, err = _Buffer(), _Buffer()
+    out, err = io.StringIO(), io.StringIO()
     code = main(["check", str(write_stack(tmp_path, config))], out=out, err=err)
-    return code, out.text, err.text
-
-
-class _Buffer:
-    def __init__(self) -> None:
-        self.text = ""
-
-    def write(self, s: str) -> int:
-        self.text += s
-        return len(s)
-
-    def flush(self) -> None:
-        pass
+    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.mark.parametrize("path", STACK_FILES, ids=lambda p: p.name)
 def test_repo_stack_files_pass(path):
-    out = _Buffer()
-    assert main(["check", str(path)], out=out, err=out) == 0, out.text
-    assert out.text.count("\n") == 1 and ": ok:" in out.text
+    out = io.StringIO()
+    assert main(["check", str(path)], out=out, err=out) == 0, out.getvalue()
+    assert out.getvalue().count("\n") == 1 and ": ok:" in out.getvalue()
 
 
 # (config, key path in the message, a piece of the fix)
@@ -108,12 +97,12 @@ def test_secure_value_on_a_non_secret_key(tmp_path):
 
 
 def test_unreadable_and_broken_files(tmp_path):
-    err = _Buffer()
+    err = io.StringIO()
     assert main(["check", str(tmp_path / "missing.yaml")], out=err, err=err) == 2
     broken = tmp_path / "Pulumi.broken.yaml"
     broken.write_text("config:\n  llmstack:vllm: [\n")
     assert main(["check", str(broken)], out=err, err=err) == 2
-    assert "not valid YAML at line" in err.text and "Traceback" not in err.text
+    assert "not valid YAML at line" in err.getvalue() and "Traceback" not in err.getvalue()
 
 
 def test_cli_process_exit_codes(tmp_path):
@@ -126,24 +115,24 @@ def test_cli_process_exit_codes(tmp_path):
 
 def test_render_prints_resources_config_and_hides_secrets(tmp_path):
     path = write_stack(tmp_path, {"vllm": [VALID_VLLM]})
-    out, err = _Buffer(), _Buffer()
+    out, err = io.StringIO(), io.StringIO()
     assert main(["render", str(path)], out=out, err=err) == 0
-    assert "GPU plan" in err.text
-    document = json.loads(out.text)
+    assert "GPU plan" in err.getvalue()
+    document = json.loads(out.getvalue())
     types = {r["type"] for r in document["resources"]}
     assert {"docker:index/container:Container", "docker:index/volume:Volume", "pulumi:providers:docker"} <= types
     assert document["litellmConfig"]["model_list"][0]["model_name"] == "qwen3"
     gateway = next(r for r in document["resources"] if r["name"] == "gateway" and r["type"].endswith("Container"))
     assert gateway["inputs"]["envs"] == "[secret]"
     assert document["outputs"]["masterKey"] == "[secret]"
-    out_yaml = _Buffer()
-    assert main(["render", str(path), "--format", "yaml"], out=out_yaml, err=_Buffer()) == 0
-    assert yaml.safe_load(out_yaml.text) == document
+    out_yaml = io.StringIO()
+    assert main(["render", str(path), "--format", "yaml"], out=out_yaml, err=io.StringIO()) == 0
+    assert yaml.safe_load(out_yaml.getvalue()) == document
 
 
 @pytest.mark.parametrize("path", STACK_FILES, ids=lambda p: p.name)
 def test_render_is_byte_identical(path):
-    first, second = _Buffer(), _Buffer()
-    assert main(["render", str(path)], out=first, err=_Buffer()) == 0
-    assert main(["render", str(path)], out=second, err=_Buffer()) == 0
-    assert first.text == second.text
+    first, second = io.StringIO(), io.StringIO()
+    assert main(["render", str(path)], out=first, err=io.StringIO()) == 0
+    assert main(["render", str(path)], out=second, err=io.StringIO()) == 0
+    assert first.getvalue() == second.getvalue()

@@ -1,5 +1,6 @@
 """The GPU memory plan: fit per card, `auto` sizing, device ids against the inventory, start order, and what render shows."""
 
+import io
 import json
 import textwrap
 from pathlib import Path
@@ -228,21 +229,9 @@ def test_the_program_refuses_an_over_committed_card_before_any_resource():
 def _render(tmp_path: Path, raw: dict, fmt: str = "json") -> tuple[int, str, str]:
     path = tmp_path / "Pulumi.test.yaml"
     path.write_text(yaml.safe_dump({"config": {f"llmstack:{k}": v for k, v in raw.items()}}))
-    out, err = _Buffer(), _Buffer()
+    out, err = io.StringIO(), io.StringIO()
     code = main(["render", str(path), "--format", fmt], out=out, err=err)
-    return code, out.text, err.text
-
-
-class _Buffer:
-    def __init__(self) -> None:
-        self.text = ""
-
-    def write(self, s: str) -> int:
-        self.text += s
-        return len(s)
-
-    def flush(self) -> None:
-        pass
+    return code, out.getvalue(), err.getvalue()
 
 
 def test_render_shows_the_auto_value_in_the_command_and_the_table(tmp_path):
@@ -273,9 +262,9 @@ def test_render_says_when_the_fit_was_not_checked(tmp_path):
 def test_check_notes_an_unchecked_host(tmp_path):
     path = tmp_path / "Pulumi.test.yaml"
     path.write_text(yaml.safe_dump({"config": {"llmstack:vllm": [vllm(gpus=["0"])]}}))
-    out = _Buffer()
+    out = io.StringIO()
     assert main(["check", str(path)], out=out, err=out) == 0
-    assert "local: GPU fit not checked" in out.text
+    assert "local: GPU fit not checked" in out.getvalue()
 
 
 # A program beside the real one: an engine that shares vLLM's GPUs is deployed first, then the real
