@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from components import litellm, postgres, redis
+from components import litellm, redis
 from components.litellm_config import render_litellm_config
 from config.plan import Plan, is_secret, reveal, run_program
 from tests.conftest import container

@@ -13,8 +13,6 @@ VLLM = [{"name": "qwen3", "model": "Qwen/Qwen3-30B-A3B-FP8", "gpus": ["0"]}]
 
 
 def test_config_mistake_stops_before_any_resource():
-    from config.plan import _Mocks, _RecordingMonitor  # noqa: F401 (the recorder is what run_program uses)
-
     with pytest.raises(pulumi.RunError) as stop:
         run_program({"vllm": [{**VLLM[0], "gpuMemoryUtilization": 2}], "hsots": {}})
     text = str(stop.value)
