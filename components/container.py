@@ -95,16 +95,6 @@ def engine_api_key(resource_name: str, given: Optional[pulumi.Input[str]], paren
     return generated_secret(resource_name, parent) if given is None else pulumi.Output.secret(given)
 
 
-def engine_secret_envs(
-    key_env: str, api_key: pulumi.Input[str], hf_token: Optional[pulumi.Input[str]]
-) -> dict[str, pulumi.Input[str]]:
-    """The secret envs of an engine: its key under the name the image reads, and HF_TOKEN when one is set."""
-    envs: dict[str, pulumi.Input[str]] = {key_env: api_key}
-    if hf_token is not None:
-        envs["HF_TOKEN"] = hf_token
-    return envs
-
-
 def service_labels(component: str, instance: str) -> list[docker.ContainerLabelArgs]:
     """Labels that tell which llmstack component and instance a container or volume belongs to."""
     return [

@@ -15,7 +15,9 @@ from .litellm_config import (
 )
 from .model_entry import LiteLLMModelEntry
 
-# Facts about the LiteLLM image (see service-facts.md); the contract test pins the same release from PyPI.
+__all__ = ["LiteLLMProxy", "LiteLLMProxyArgs"]
+
+# Facts about the LiteLLM image (docs/engine-facts.md); the contract test pins the same release from PyPI.
 IMAGE = "ghcr.io/berriai/litellm:v1.108.7"
 PORT = 4000
 CONFIG_PATH = "/app/config.yaml"
@@ -33,6 +35,12 @@ MASTER_KEY_PREFIX = "sk-"
 SECRET_LENGTH = 48
 # Plain envs: never fetch the price map from the internet (GPU hosts are often offline).
 PLAIN_ENVS = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+DEFAULT_NAME_PREFIX = "litellm"
+
+
+def container_names(prefix: str = DEFAULT_NAME_PREFIX) -> tuple[str, str, str]:
+    """The gateway's containers: LiteLLM, its PostgreSQL and its Redis."""
+    return prefix, f"{prefix}-postgres", f"{prefix}-redis"
 
 
 class LiteLLMProxyArgs(TypedDict):
@@ -92,7 +100,7 @@ class LiteLLMProxy(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: LiteLLMProxyArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("llmstack:index:LiteLLMProxy", name, {}, opts)
-        prefix = args.get("name_prefix") or "litellm"
+        prefix = args.get("name_prefix") or DEFAULT_NAME_PREFIX
         network = args["network_name"]
         port = int(args.get("port") or PORT)
 
@@ -104,7 +112,7 @@ class LiteLLMProxy(pulumi.ComponentResource):
         pg_password = container.generated_secret(f"{name}-postgres-password", self, length=SECRET_LENGTH)
         redis_password = container.generated_secret(f"{name}-redis-password", self, length=SECRET_LENGTH)
 
-        pg_name, redis_name = f"{prefix}-postgres", f"{prefix}-redis"
+        _, pg_name, redis_name = container_names(prefix)
         pg_volume = container.retained_volume(f"{name}-postgres-data", f"{pg_name}-data", "postgres", self)
         db = container.service_container(
             f"{name}-postgres",

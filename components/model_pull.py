@@ -2,12 +2,15 @@
 
 import re
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NotRequired, TypedDict
 from urllib.parse import urlparse
 
 import pulumi
 import pulumi_command as command
+import pulumi_docker as docker
+
+__all__ = ["ModelPullArgs"]
 
 # The scripts are POSIX sh, whatever shell the machine running `pulumi up` prefers.
 INTERPRETER = ["/bin/sh", "-c"]
@@ -122,3 +125,32 @@ def pull_command(
             custom_timeouts=pulumi.CustomTimeouts(create=PULL_TIMEOUT, update=PULL_TIMEOUT, delete=REMOVE_TIMEOUT),
         ),
     )
+
+
+def pull_models(
+    component_name: str,
+    models: Iterable[str],
+    *,
+    docker_host: str,
+    ssh_opts: Sequence[str],
+    container: docker.Container,
+    container_name: str,
+    model_store: pulumi.Resource,
+    pull_argv: Callable[[str], list[str]],
+    remove_argv: Callable[[str], list[str]],
+    parent: pulumi.Resource,
+) -> list[command.local.Command]:
+    """One pull resource per distinct model of a server (Ollama tags, Speaches ids), in sorted order."""
+    pulls = []
+    for model, resource_name in pull_resource_names(component_name, models).items():
+        args: ModelPullArgs = {
+            "docker_host": docker_host,
+            "ssh_opts": list(ssh_opts),
+            "container_name": container_name,
+            "container_id": container.id,
+            "model": model,
+            "pull": pull_argv(model),
+            "remove": remove_argv(model),
+        }
+        pulls.append(pull_command(resource_name, args, parent=parent, container=container, model_store=model_store))
+    return pulls

@@ -16,9 +16,10 @@ import pytest
 import yaml
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
-from components.__main__ import COMPONENTS, PACKAGE_NAME, PROVIDER_NAME
+from components.__main__ import PACKAGE_NAME, PROVIDER_NAME, load_package, served_components
 
 ROOT = Path(__file__).resolve().parent.parent
+COMPONENTS = served_components(load_package())
 PLUGIN_DIR = ROOT / "components"
 TYPES = f"#/types/{PROVIDER_NAME}:index:"
 ENGINES = ("VllmServer", "OllamaServer", "InfinityServer", "SpeachesServer")
