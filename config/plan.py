@@ -14,7 +14,7 @@ from pulumi.runtime import rpc
 
 from .errors import NAMESPACE
 from .secrets import SHOWN_AS, SecretValue
-from .source import STRUCTURED_KEYS
+from .registry import structured_keys
 
 PROGRAM = Path(__file__).resolve().parent.parent / "__main__.py"
 PROJECT = "llmstack"
@@ -145,7 +145,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     parent=request.parent,
                     provider=request.provider.rsplit("::", 1)[0].rsplit("::", 1)[-1] if request.provider else "",
                     retain_on_delete=bool(request.retainOnDelete),
-                    depends_on=list(request.dependencies),
+                    depends_on=sorted(request.dependencies),
                     replace_on_changes=list(request.replaceOnChanges),
                     ignore_changes=list(request.ignoreChanges),
                     custom_timeouts={k: v for k, v in (("create", timeouts.create), ("update", timeouts.update), ("delete", timeouts.delete)) if v},
@@ -177,7 +177,7 @@ def pulumi_config(raw: dict[str, Any], secrets: Optional[dict[str, str]] = None)
             # As Pulumi does: a structured value with a `secure:` leaf is decrypted, and the whole key is secret.
             config[full] = json.dumps(_decrypted(value, lambda leaf: plaintext_of(key, leaf)), default=str)
             secret_keys.append(full)
-        elif key in STRUCTURED_KEYS or not isinstance(value, str):
+        elif key in structured_keys() or not isinstance(value, str):
             config[full] = json.dumps(value, default=str)
         else:
             config[full] = value

@@ -7,10 +7,8 @@ from typing import Any, Optional
 import yaml
 
 from .errors import NAMESPACE, ConfigIssue, StackConfigError
+from .registry import structured_keys
 from .secrets import SECRET_KEYS, SecretValue
-
-# Keys whose Pulumi config value is a JSON document (objects and lists), not a plain string.
-STRUCTURED_KEYS = ("hosts", "network", "vllm", "ollama", "infinity", "speaches", "gateway")
 
 
 def _own_key(key: str, project: str) -> Optional[str]:
@@ -62,7 +60,7 @@ def from_pulumi_config(config: dict[str, str], secret_keys: set[str], project: s
         if key in secret_keys:
             # A secret under a non-secret key is reported by validation; keep it opaque.
             raw[own] = SecretValue(text if own in SECRET_KEYS else None)
-        elif own in STRUCTURED_KEYS:
+        elif own in structured_keys():
             try:
                 raw[own] = json.loads(text)
             except (TypeError, ValueError):

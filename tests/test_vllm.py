@@ -6,7 +6,7 @@ import pytest
 
 from components import vllm
 from config.plan import Plan, is_secret, reveal, run_program
-from tests.conftest import container
+from tests.conftest import container, gateway_config
 
 QWEN = {
     "name": "qwen3",
@@ -129,7 +129,7 @@ def test_start_period_is_configurable():
 
 
 def test_model_entry_reaches_the_gateway(plan):
-    config = _litellm_config(plan)
+    config = gateway_config(plan)
     assert config["model_list"] == [
         {
             "model_name": "qwen3",
@@ -156,8 +156,3 @@ def _secret():
 
     return SecretValue()
 
-
-def _litellm_config(plan: Plan) -> dict:
-    from config.cli import litellm_config
-
-    return litellm_config(plan)
