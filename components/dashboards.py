@@ -8,7 +8,7 @@ from typing import NotRequired, TypedDict
 
 import yaml
 
-from .metrics_catalog import INFINITY, OLLAMA, PROBED_ENGINES, SPEACHES, VLLM
+from .metrics_catalog import INFINITY, PROBED_ENGINES, VLLM
 
 DATASOURCE_UID = "llmstack-prometheus"
 DATASOURCE = {"type": "prometheus", "uid": DATASOURCE_UID}

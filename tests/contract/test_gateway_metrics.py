@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 import urllib.parse
-from pathlib import Path
 
 import httpx
 import pytest
