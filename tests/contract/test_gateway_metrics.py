@@ -1,8 +1,10 @@
 """The real LiteLLM 1.108.7 with gateway_metrics_settings(): its key-less metrics listener serves every
 LiteLLM series the dashboards and alert rules use; port 4000's /metrics still wants the key.
 
-Optionally (when Debian's `prometheus` is installed) the real Prometheus scrapes that listener with the
-generated prometheus.yml, and its query API shows the target up and the request counter."""
+Then (Debian's `prometheus` and `prometheus-blackbox-exporter`, installed by .ci/run) the real Prometheus
+and blackbox_exporter run the generated configs against that listener and the vLLM, Ollama and Speaches
+stand-ins: every target up with its labels, the request counter and deployment state queryable, and a
+stopped engine makes TargetDown pending."""
 
 from __future__ import annotations
 
@@ -75,7 +77,7 @@ def gateway(litellm_installed, tmp_path_factory):
     }
     url, process = start_gateway(config_path, env, workdir=work)
     try:
-        yield url, settings["metrics_port"], work
+        yield url, settings["metrics_port"], vllm_port
     finally:
         stop_gateway(process)
         stop(engine)
@@ -145,52 +147,119 @@ def test_the_main_port_metrics_still_need_the_master_key(gateway, traffic):
     assert http_get(f"{url}/metrics", {"Authorization": f"Bearer {MASTER_KEY}"})[0] == 200
 
 
-@pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian's prometheus package is not installed")
-def test_the_real_prometheus_scrapes_the_gateway_with_the_generated_config(gateway, traffic, tmp_path):
-    _, metrics_port, _ = gateway
-    target: scrape_config.ScrapeTarget = {
-        "engine": "litellm", "model": "gateway", "host": "local", "replica": "0", "address": f"127.0.0.1:{metrics_port}",
-    }
-    rules_dir = tmp_path / "rules"
-    rules_dir.mkdir()
-    (rules_dir / alert_rules.RULES_FILE_NAME).write_text(alert_rules.render_alert_rules())
-    config = scrape_config.render_prometheus_config(
-        [target], blackbox_address="127.0.0.1:9", rule_files=[str(rules_dir / "*.yml")],
-        scrape_interval="1s", evaluation_interval="1s", config_dir=str(tmp_path),
-    )
-    (tmp_path / "prometheus.yml").write_text(config)
-    port = free_port()
-    log = tmp_path / "prometheus.log"
-    process = spawn(
-        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        base_env(), log, cwd=tmp_path,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(f"{base}/-/ready", process, 30, log_path=log)
+needs_prometheus = pytest.mark.skipif(
+    shutil.which("prometheus") is None or shutil.which("prometheus-blackbox-exporter") is None,
+    reason="Debian's prometheus and prometheus-blackbox-exporter packages are not installed",
+)
+SPEACHES_KEY = "speaches-metrics-test-key-0123456789"
 
-        def query(expr: str) -> list[dict]:
-            status, body = http_get(f"{base}/api/v1/query?query={urllib.parse.quote(expr)}")
-            assert status == 200, body
-            return json.loads(body)["data"]["result"]
 
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            up = query('up{engine="litellm"}')
-            requests = query(f'litellm_proxy_total_requests_metric_total{{requested_model="{MODEL}"}}')
-            if up and up[0]["value"][1] == "1" and requests:
-                break
+class Monitored:
+    """The real Prometheus and blackbox_exporter watching the gateway and stand-in engines, on loopback."""
+
+    def __init__(self, base: str, speaches) -> None:
+        self.base = base
+        self.speaches = speaches
+
+    def query(self, expr: str) -> list[dict]:
+        status, body = http_get(f"{self.base}/api/v1/query?query={urllib.parse.quote(expr)}")
+        assert status == 200, body
+        return json.loads(body)["data"]["result"]
+
+    def wait_for(self, expr: str, predicate, timeout: float = 40) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.query(expr)
+            if predicate(result) or time.monotonic() > deadline:
+                return result
             time.sleep(0.5)
-        assert up and up[0]["value"][1] == "1", up
-        assert up[0]["metric"] | {"engine": "litellm", "model": "gateway", "host": "local", "replica": "0"} == up[0]["metric"]
-        assert requests and float(requests[0]["value"][1]) >= 1
-        state = query("litellm_deployment_state")
-        assert state and {s["value"][1] for s in state} == {"0"}, state
-        # The rules loaded, and nothing fires for a healthy gateway.
-        status, body = http_get(f"{base}/api/v1/rules")
-        rules = json.loads(body)["data"]["groups"][0]["rules"]
-        assert {r["name"] for r in rules} == {r["alert"] for r in alert_rules.alert_rules()}
-        assert {r["name"]: r["state"] for r in rules if r["state"] != "inactive"} == {}
+
+    def rules(self) -> dict[str, dict]:
+        status, body = http_get(f"{self.base}/api/v1/rules")
+        assert status == 200, body
+        return {r["name"]: r for group in json.loads(body)["data"]["groups"] for r in group["rules"]}
+
+
+@pytest.fixture(scope="module")
+def monitored(gateway, traffic, tmp_path_factory):
+    """Targets: the gateway's metrics listener, the vLLM stand-in, Ollama and Speaches stand-ins probed."""
+    _, metrics_port, vllm_port = gateway
+    root = tmp_path_factory.mktemp("prometheus")
+    processes = []
+    try:
+        ollama_port, speaches_port, blackbox_port, prometheus_port = (free_port() for _ in range(4))
+        processes.append(start_standin("ollama", ["serve"], {"OLLAMA_HOST": f"127.0.0.1:{ollama_port}", "OLLAMA_MODELS": str(root / "ollama")},
+                                       f"http://127.0.0.1:{ollama_port}/", root / "ollama.log"))
+        speaches = start_standin(
+            "speaches", [], {"UVICORN_HOST": "127.0.0.1", "UVICORN_PORT": str(speaches_port), "API_KEY": SPEACHES_KEY, "HF_HUB_CACHE": str(root / "hub")},
+            f"http://127.0.0.1:{speaches_port}/health", root / "speaches.log", ready_headers={"Authorization": f"Bearer {SPEACHES_KEY}"},
+        )
+        processes.append(speaches)
+        targets: list[scrape_config.ScrapeTarget] = [
+            {"engine": "litellm", "model": "gateway", "host": "local", "replica": "0", "address": f"127.0.0.1:{metrics_port}"},
+            {"engine": "vllm", "model": MODEL, "host": "local", "replica": "0", "address": f"127.0.0.1:{vllm_port}"},
+            {"engine": "ollama", "model": "ollama", "host": "local", "replica": "0", "address": f"127.0.0.1:{ollama_port}"},
+            {"engine": "speaches", "model": "speaches", "host": "local", "replica": "0", "address": f"127.0.0.1:{speaches_port}", "bearer_token": "speaches"},
+        ]
+        (root / "credentials").mkdir()
+        (root / "credentials" / "speaches").write_text(SPEACHES_KEY)
+        (root / "rules").mkdir()
+        (root / "rules" / alert_rules.RULES_FILE_NAME).write_text(alert_rules.render_alert_rules())
+        (root / "blackbox.yml").write_text(scrape_config.render_blackbox_config(targets, config_dir=str(root)))
+        (root / "prometheus.yml").write_text(scrape_config.render_prometheus_config(
+            targets, blackbox_address=f"127.0.0.1:{blackbox_port}", rule_files=[str(root / "rules" / "*.yml")],
+            scrape_interval="1s", evaluation_interval="1s", config_dir=str(root),
+        ))
+        blackbox = spawn(["prometheus-blackbox-exporter", f"--config.file={root / 'blackbox.yml'}", f"--web.listen-address=127.0.0.1:{blackbox_port}"],
+                         base_env(), root / "blackbox.log", cwd=root)
+        processes.append(blackbox)
+        wait_ready(f"http://127.0.0.1:{blackbox_port}/-/healthy", blackbox, 20, log_path=root / "blackbox.log")
+        prometheus = spawn(["prometheus", f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'data'}",
+                            f"--web.listen-address=127.0.0.1:{prometheus_port}"], base_env(), root / "prometheus.log", cwd=root)
+        processes.append(prometheus)
+        wait_ready(f"http://127.0.0.1:{prometheus_port}/-/ready", prometheus, 30, log_path=root / "prometheus.log")
+        yield Monitored(f"http://127.0.0.1:{prometheus_port}", speaches)
     finally:
-        stop(process)
+        for process in reversed(processes):
+            stop(process)
+
+
+def _values(result: list[dict]) -> dict[str, str]:
+    return {r["metric"]["engine"]: r["value"][1] for r in result}
+
+
+@needs_prometheus
+def test_every_target_is_up_with_its_labels(monitored):
+    up = monitored.wait_for('up{engine=~"litellm|vllm"}', lambda r: _values(r) == {"litellm": "1", "vllm": "1"})
+    assert _values(up) == {"litellm": "1", "vllm": "1"}
+    probes = monitored.wait_for("probe_success", lambda r: _values(r) == {"ollama": "1", "speaches": "1"})
+    assert _values(probes) == {"ollama": "1", "speaches": "1"}
+    for series in up + probes:
+        assert {"engine", "model", "host", "replica"} <= set(series["metric"]), series["metric"]
+    assert {s["metric"]["model"] for s in up + probes} == {"gateway", MODEL, "ollama", "speaches"}
+
+
+@needs_prometheus
+def test_the_gateways_request_counter_and_deployment_state_are_queryable(monitored):
+    requests = monitored.wait_for(f'litellm_proxy_total_requests_metric_total{{requested_model="{MODEL}"}}', bool)
+    assert requests and sum(float(r["value"][1]) for r in requests) >= 2
+    state = monitored.wait_for(f'litellm_deployment_state{{litellm_model_name="{MODEL}"}}', bool)
+    assert state and {s["value"][1] for s in state} == {"0"}, state
+    rules = monitored.rules()
+    assert set(rules) == {r["alert"] for r in alert_rules.alert_rules()}
+    assert all(rule["health"] == "ok" for rule in rules.values()), rules
+
+
+@needs_prometheus
+def test_a_stopped_engine_makes_target_down_pending(monitored):
+    monitored.wait_for('probe_success{engine="speaches"}', lambda r: _values(r) == {"speaches": "1"})
+    stop(monitored.speaches)
+    down = monitored.wait_for('probe_success{engine="speaches"}', lambda r: _values(r) == {"speaches": "0"})
+    assert _values(down) == {"speaches": "0"}
+    deadline = time.monotonic() + 20
+    while True:
+        alerts = monitored.rules()["TargetDown"].get("alerts") or []
+        if alerts or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert [(a["state"], a["labels"]["engine"], a["labels"]["model"]) for a in alerts] == [("pending", "speaches", "speaches")]
