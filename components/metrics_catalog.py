@@ -72,7 +72,8 @@ INFINITY_METRICS: Mapping[str, MetricKind] = {
     "http_response_size_bytes": "summary",
 }
 
-# NVIDIA dcgm-exporter 4.5.3-4.8.2, its default counters file (etc/default-counters.csv): gauges with
+# NVIDIA dcgm-exporter 4.5.3-4.8.2, its default counters file (etc/default-counters.csv, read from a copy in
+# the search tool's code corpus; no GPU here to run the exporter): gauges with
 # labels gpu (index), UUID, device, modelName, Hostname. Framebuffer sizes in MiB, power in W.
 DCGM_METRICS: Mapping[str, MetricKind] = {
     "DCGM_FI_DEV_FB_USED": "gauge",
