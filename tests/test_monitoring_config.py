@@ -364,6 +364,21 @@ def test_the_catalogue_knows_the_names_the_issue_lists():
     assert "vllm:gpu_cache_usage_perc" not in known
 
 
+def test_the_vllm_names_and_kinds_match_the_installed_vllm():
+    """Read, not imported (importing vLLM takes seconds): every catalogued name is registered with its kind."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec("vllm")
+    if spec is None or spec.origin is None:
+        pytest.skip("vLLM is not installed here")
+    source = (Path(spec.origin).parent / "v1" / "metrics" / "loggers.py").read_text()
+    for name, kind in metrics_catalog.VLLM_METRICS.items():
+        at = source.find(f'name="{name}"')
+        assert at >= 0, f"{name} is not registered by this vLLM"
+        assert re.findall(r"self\._(gauge|counter|histogram)_cls\(", source[max(0, at - 200):at])[-1:] == [kind], name
+
+
 def test_a_new_model_gets_its_row_without_editing_json():
     before = dashboards.models_dashboard(MODELS)
     after = dashboards.models_dashboard([*MODELS, {"name": "llama", "engine": "vllm"}])
