@@ -13,7 +13,9 @@ from typing import TypedDict
 from .litellm import PORT as GATEWAY_PORT
 
 METRICS_PORT = 4001
-METRICS_PATH = "/metrics"
+# The listener answers /metrics with a 307 to /metrics/ (an absolute Location naming its own address, which
+# would lead astray through a relay); scrape /metrics/ directly.
+METRICS_PATH = "/metrics/"
 # One directory per container; the CLI wipes it at start so a restart never double-counts.
 MULTIPROC_DIR = "/tmp/litellm_prometheus_multiproc"
 METRICS_PORT_ENV = "PROMETHEUS_METRICS_PORT"

@@ -1,7 +1,10 @@
 """prometheus.yml and blackbox.yml generated from a plain list of scrape targets, byte for byte stable.
 
 Engines with /metrics are scraped; Ollama and Speaches have none, so blackbox_exporter probes their
-health route and Prometheus scrapes the probe (probe_success)."""
+health route and Prometheus scrapes the probe (probe_success). Only syntax that both Prometheus 2.42
+(Debian's promtool, which checks it here) and 3.x (the image) accept: no `fallback_scrape_protocol`
+(3.x only; every target here sends a proper text/plain Content-Type), `authorization` and `tls_config`
+rather than the removed `bearer_token_file`, no feature flags."""
 
 import re
 from collections.abc import Mapping, Sequence
@@ -9,6 +12,7 @@ from typing import NotRequired, TypedDict
 
 import yaml
 
+from .litellm_metrics import METRICS_PATH as GATEWAY_METRICS_PATH
 from .metrics_catalog import ENGINES, GATEWAY, GPU_EXPORTER, INFINITY, OLLAMA, PROBED_ENGINES, SPEACHES, VLLM
 
 # Where the Prometheus and blackbox containers find the files the components upload.
@@ -20,7 +24,7 @@ BLACKBOX_PORT = 9115
 # What each engine answers on when no path is given: /metrics, or for probed engines a route that
 # answers 200 without side effects (Ollama: /api/version; Speaches 0.8.3: /health, which needs the
 # bearer token when API_KEY is set).
-DEFAULT_PATHS = {GATEWAY: "/metrics", VLLM: "/metrics", INFINITY: "/metrics", GPU_EXPORTER: "/metrics",
+DEFAULT_PATHS = {GATEWAY: GATEWAY_METRICS_PATH, VLLM: "/metrics", INFINITY: "/metrics", GPU_EXPORTER: "/metrics",
                  OLLAMA: "/api/version", SPEACHES: "/health"}
 TARGET_LABELS = ("engine", "host", "model", "replica")
 DEFAULT_SCRAPE_INTERVAL = "15s"

@@ -449,7 +449,7 @@ def test_gateway_metrics_settings():
         "litellm_settings": {"callbacks": ["prometheus"]},
         "envs": {"PROMETHEUS_METRICS_PORT": "4001", "PROMETHEUS_MULTIPROC_DIR": "/tmp/litellm_prometheus_multiproc"},
         "metrics_port": 4001,
-        "metrics_path": "/metrics",
+        "metrics_path": "/metrics/",
     }
     with pytest.raises(ValueError, match="other than the gateway's 4000"):
         litellm_metrics.gateway_metrics_settings(4000)

@@ -100,7 +100,7 @@ def traffic(gateway):
     deadline = time.monotonic() + 20
     needed = litellm_names_used()
     while True:
-        status, text = http_get(f"http://127.0.0.1:{metrics_port}/metrics")
+        status, text = http_get(f"http://127.0.0.1:{metrics_port}{litellm_metrics.METRICS_PATH}")
         names = exposed_names(text.decode())
         if status == 200 and needed <= names or time.monotonic() > deadline:
             return status, text.decode(), names
@@ -139,6 +139,15 @@ def test_the_catalogue_kinds_match_what_the_gateway_shows(traffic):
         assert shown <= catalogued, f"{base}: shown as {sorted(shown)}"
         checked += bool(shown)
     assert checked >= 8, f"only {checked} catalogued LiteLLM metrics appeared"
+
+
+def test_the_listener_sends_a_content_type_prometheus_3_accepts(gateway, traffic):
+    # Prometheus 3 fails a scrape whose Content-Type is missing or unknown (2.x guessed text).
+    _, metrics_port, _ = gateway
+    assert httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).status_code == 307
+    response = httpx.get(f"http://127.0.0.1:{metrics_port}{litellm_metrics.METRICS_PATH}", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4"), response.headers["content-type"]
 
 
 def test_the_main_port_metrics_still_need_the_master_key(gateway, traffic):
