@@ -41,10 +41,11 @@ class GpuReservation(TypedDict):
     """The stack's host name."""
     gpu: str
     """Device id (dcgm-exporter's `gpu` label: the index)."""
-    memory_gib: float
-    """The card's memory, from the host's inventory."""
-    reserved_gib: float
-    """What the GPU plan reserves on it (every service's share plus its CUDA context)."""
+    memory_gib: NotRequired[float]
+    """The card's memory, from the host's inventory (absent on a host without inventory: no line drawn)."""
+    reserved_gib: NotRequired[float]
+    """What the GPU plan reserves on it: the sum of its rows' `reserved_gib` (each service's share plus
+    its CUDA context); absent when the plan could not tell (no inventory): no line drawn."""
     services: NotRequired[list[str]]
     """Names of the services reserving it, for the panel title."""
 
@@ -182,19 +183,16 @@ def gpus_dashboard(gpus: Sequence[GpuReservation]) -> dict:
     for gpu in sorted(gpus, key=lambda g: (g["host"], g["gpu"])):
         host, index = gpu["host"], gpu["gpu"]
         sel = f'host="{host}", gpu="{index}"'
-        reserved_mib = round(float(gpu["reserved_gib"]) * MIB_PER_GIB)
-        card_mib = round(float(gpu["memory_gib"]) * MIB_PER_GIB)
+        lines = [(f"max(DCGM_FI_DEV_FB_USED{{{sel}}})", "used")]
+        if gpu.get("reserved_gib") is not None:
+            lines.append((f"vector({round(float(gpu['reserved_gib']) * MIB_PER_GIB)})", "reserved by the GPU plan"))
+        if gpu.get("memory_gib") is not None:
+            lines.append((f"vector({round(float(gpu['memory_gib']) * MIB_PER_GIB)})", "card"))
         services = ", ".join(sorted(gpu.get("services") or []))
         panels.append(_row(f"{host} GPU {index}" + (f" ({services})" if services else ""), y))
         y += 1
         panels += [
-            _panel(
-                f"{host} GPU {index}: memory used vs reserved",
-                [(f"max(DCGM_FI_DEV_FB_USED{{{sel}}})", "used"),
-                 (f"vector({reserved_mib})", "reserved by the GPU plan"),
-                 (f"vector({card_mib})", "card")],
-                "decmbytes", 0, y, w=6,
-            ),
+            _panel(f"{host} GPU {index}: memory used vs reserved", lines, "decmbytes", 0, y, w=6),
             _panel(f"{host} GPU {index}: utilisation", [(f"max(DCGM_FI_DEV_GPU_UTIL{{{sel}}})", "utilisation %")], "percent", 6, y, w=6),
             _panel(f"{host} GPU {index}: temperature", [(f"max(DCGM_FI_DEV_GPU_TEMP{{{sel}}})", "°C")], "celsius", 12, y, w=6),
             _panel(f"{host} GPU {index}: power", [(f"max(DCGM_FI_DEV_POWER_USAGE{{{sel}}})", "W")], "watt", 18, y, w=6),

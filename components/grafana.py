@@ -40,7 +40,9 @@ class GrafanaArgs(TypedDict):
     gpus: NotRequired[list[GpuReservation]]
     """The GPU plan: each GPU gets its row on the GPUs dashboard (none: no GPU dashboard)."""
     admin_password: NotRequired[pulumi.Input[str]]
-    """Password of the `admin` user (secret); generated and kept in state when absent."""
+    """Password of the `admin` user (secret); generated and kept in state when absent. Grafana reads it only
+    when it first creates its database (in the retained volume): a later change needs
+    `grafana cli admin reset-admin-password` in the container."""
     root_url: NotRequired[str]
     """The URL users open (GF_SERVER_ROOT_URL), e.g. `https://llm.example.com/grafana/` behind the edge."""
     serve_from_sub_path: NotRequired[bool]

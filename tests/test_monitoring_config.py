@@ -407,6 +407,12 @@ def test_gpu_panels_show_used_against_the_plans_reservation():
     assert [p["title"] for p in board["panels"] if p["type"] == "row"] == ["gpu-01 GPU 0 (ollama, qwen3)", "gpu-02 GPU 0"]
 
 
+def test_a_gpu_on_a_host_without_inventory_shows_only_what_it_uses():
+    board = dashboards.gpus_dashboard([{"host": "laptop", "gpu": "0"}])
+    memory = next(p for p in board["panels"] if p["title"] == "laptop GPU 0: memory used vs reserved")
+    assert [t["expr"] for t in memory["targets"]] == ['max(DCGM_FI_DEV_FB_USED{host="laptop", gpu="0"})']
+
+
 def test_without_gpus_there_is_no_gpu_dashboard():
     assert sorted(dashboards.dashboards(MODELS, [])) == ["gateway.json", "models.json"]
 
