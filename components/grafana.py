@@ -33,7 +33,7 @@ class GrafanaArgs(TypedDict):
 
     network_name: pulumi.Input[str]
     """Docker network shared with Prometheus."""
-    prometheus_url: str
+    prometheus_url: pulumi.Input[str]
     """Prometheus as Grafana reaches it, e.g. `http://prometheus:9090` (Prometheus.internal_url)."""
     models: list[DashboardModel]
     """Every model of the stack: each gets its row on the models dashboard."""
@@ -79,7 +79,12 @@ class Grafana(pulumi.ComponentResource):
     def __init__(self, name: str, args: GrafanaArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("llmstack:index:Grafana", name, {}, opts)
         container_name = args.get("container_name") or "grafana"
-        files = provisioning_files(args["prometheus_url"], list(args["models"]), list(args.get("gpus") or []))
+        models, gpus = list(args["models"]), list(args.get("gpus") or [])
+        # The paths depend on the models and GPUs only; the datasource file waits for the URL (an Output).
+        files: pulumi.Output[dict[str, str]] = pulumi.Output.from_input(args["prometheus_url"]).apply(
+            lambda url: provisioning_files(url, models, gpus)
+        )
+        paths = sorted(provisioning_files("", models, gpus))
         password = args.get("admin_password")
         admin_password = (
             container.generated_secret(f"{name}-admin-password", self, length=PASSWORD_LENGTH)
@@ -103,12 +108,12 @@ class Grafana(pulumi.ComponentResource):
             component="grafana",
             volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path=DATA_PATH)],
             ports=[] if bind_port is None else [docker.ContainerPortArgs(internal=PORT, external=int(bind_port), ip=LOOPBACK)],
-            uploads=[docker.ContainerUploadArgs(file=path, content=content) for path, content in files.items()],
+            uploads=[docker.ContainerUploadArgs(file=path, content=files.apply(lambda f, p=path: f[p])) for path in paths],
             depends_on=container.depends_on_of(opts),
         )
         self.internal_url = pulumi.Output.from_input(f"http://{container_name}:{PORT}")
         self.admin_password = admin_password
-        self.provisioning = pulumi.Output.from_input(files)
+        self.provisioning = files
         self.register_outputs(
             {"internal_url": self.internal_url, "admin_password": self.admin_password, "provisioning": self.provisioning}
         )

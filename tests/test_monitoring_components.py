@@ -35,7 +35,7 @@ def monitoring_plan(**prometheus_changes) -> Plan:
                 **prometheus_changes,
             },
         )
-        Grafana("grafana", {"network_name": "llm", "prometheus_url": "http://prometheus:9090", "models": MODELS, "gpus": GPUS})
+        Grafana("grafana", {"network_name": "llm", "prometheus_url": prometheus.internal_url, "models": MODELS, "gpus": GPUS})
         GpuExporter("dcgm-exporter", {"network_name": "llm"})
         pulumi.export("prometheusUrl", prometheus.internal_url)
 
