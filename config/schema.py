@@ -16,6 +16,8 @@ FIX = ". Fix: "
 # Docker container and volume names; model names become container names and network aliases.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 DURATION_PATTERN = r"^(\d+(h|m|s))+$"
+# A prefix for Docker names: empty (no prefix), or what a Docker name may start with.
+NAME_PREFIX_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,30})?$"
 DOCKER_SCHEMES = ("unix", "ssh", "tcp", "npipe")
 
 
@@ -204,6 +206,8 @@ class StackConfig(Section):
     hosts: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Host] = Field(default_factory=_default_hosts, min_length=1)
     network: Network = Network()
     gateway: Gateway = Gateway()
+    name_prefix: Optional[Annotated[str, Field(pattern=NAME_PREFIX_PATTERN)]] = None
+    """Prefix of every Docker name of the stack (containers, volumes, network); default: the stack's name."""
     master_key: Optional[SecretValue] = None
     hf_token: Optional[SecretValue] = None
 

@@ -12,7 +12,7 @@ from . import gpu_plan, registry
 from .errors import ConfigIssue, StackConfigError, key_path
 from .gpu_plan import GpuPlan
 from .registry import model_locations
-from .schema import DURATION_PATTERN, FIX, NAME_PATTERN, StackConfig, resolve_host
+from .schema import DURATION_PATTERN, FIX, NAME_PATTERN, NAME_PREFIX_PATTERN, StackConfig, resolve_host
 from .secrets import SECRET_KEYS, SecretValue
 
 _GENERIC_FIXES = {
@@ -42,6 +42,10 @@ _GENERIC_FIXES = {
 _PATTERN_PROBLEMS = {
     NAME_PATTERN: ("is not a valid name", _GENERIC_FIXES["string_pattern_mismatch"]),
     DURATION_PATTERN: ("is not a duration", "write a duration such as 90s, 15m or 1h30m"),
+    NAME_PREFIX_PATTERN: (
+        "is not a Docker name prefix",
+        "use up to 31 letters, digits, '.', '_' or '-', starting with a letter or digit (or \"\" for no prefix)",
+    ),
 }
 
 

@@ -78,6 +78,8 @@ def server_args(entry: Vllm, context: DeployContext) -> VllmServerArgs:
         "network_name": context.site(entry).network.name,
         "extra_args": list(entry.extra_args),
     }
+    if context.name_prefix:
+        args["name_prefix"] = context.name_prefix
     args.update(image_and_gpus(entry))  # type: ignore[typeddict-item]
     optional = {
         # `auto` is sized by the GPU plan.
