@@ -6,7 +6,7 @@ from typing import Any, NotRequired, Optional, TypedDict
 
 import pulumi
 
-from . import container
+from . import container, vllm_cli
 from .model_entry import LiteLLMModelEntry, key_env_name
 
 # Facts about the vllm/vllm-openai image (see service-facts.md); upgrading the image is one edit here.
@@ -74,12 +74,12 @@ class VllmServerArgs(TypedDict):
 
 def removed_flags_in(args: Sequence[str]) -> list[str]:
     """The flags among `args` that current vLLM rejects."""
-    return [a for a in args if a.split("=", 1)[0] in REMOVED_FLAGS]
+    return [a for a in args if vllm_cli.flag_name(a) in REMOVED_FLAGS]
 
 
 def managed_flags_in(args: Sequence[str]) -> list[str]:
     """The flags among `args` that VllmServer already sets from its typed args."""
-    return [a for a in args if a.split("=", 1)[0] in MANAGED_FLAGS]
+    return [a for a in args if vllm_cli.flag_name(a) in MANAGED_FLAGS]
 
 
 def tensor_parallel_size(gpus: Optional[Sequence[str]], override: Optional[int] = None) -> Optional[int]:

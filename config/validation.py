@@ -14,6 +14,7 @@ from .errors import ConfigIssue, StackConfigError, key_path
 from .gpu_plan import gpu_issues
 from .schema import DURATION_PATTERN, FIX, NAME_PATTERN, StackConfig, resolve_host
 from .secrets import SECRET_KEYS, SecretValue
+from . import safety, vllm_args
 
 # Container names the stack uses for its shared services; a model may not take one.
 RESERVED_NAMES = ("ollama", "infinity", "speaches", "litellm", "litellm-postgres", "litellm-redis")
@@ -250,23 +251,26 @@ def _gateway_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
 
 def _vllm_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
     for i, v in enumerate(stack.vllm):
-        for flag in vllm_facts.removed_flags_in(v.extra_args):
+        yield from vllm_args.extra_args_issues(i, v.extra_args)
+        # Flags as vLLM reads them (`--max_model_len`, `-tp`, `--api-key=...`); never echo the value, it may be a secret.
+        for flag in vllm_args.canonical(vllm_facts.removed_flags_in(v.extra_args)):
             fix = "remove it"
             if flag.startswith("--rope-scaling"):
                 fix = "use hfOverrides: {rope_parameters: {rope_type: yarn, factor: 4.0, original_max_position_embeddings: 32768}}"
             elif flag.startswith("--enable-reasoning"):
                 fix = "remove it: reasoningParser alone turns reasoning on"
             yield ConfigIssue(key_path(("vllm", i, "extraArgs")), f"{flag} was removed from vLLM and stops it at start", fix)
-        for flag in vllm_facts.managed_flags_in(v.extra_args):
-            yield ConfigIssue(key_path(("vllm", i, "extraArgs")), f"{flag} is set from the typed keys", "use the matching key (e.g. maxModelLen) instead")
-        flags = [a.split("=", 1)[0] for a in v.extra_args if a.startswith("--")]
+        for flag in vllm_args.canonical(vllm_facts.managed_flags_in(v.extra_args)):
+            if flag not in vllm_args.SECRET_FLAGS:  # reported by the credential check, with how to pass a secret
+                yield ConfigIssue(key_path(("vllm", i, "extraArgs")), f"{flag} is set from the typed keys", "use the matching key (e.g. maxModelLen) instead")
+        flags = vllm_args.canonical(v.extra_args)
         for flag in sorted({f for f in flags if flags.count(f) > 1 and f not in REPEATABLE_VLLM_FLAGS}):
             yield ConfigIssue(
                 key_path(("vllm", i, "extraArgs")),
                 f"{flag} is given {flags.count(flag)} times (vLLM silently keeps only the last)",
                 f"keep one {flag}",
             )
-        if v.tool_call_parser is None and "--enable-auto-tool-choice" in v.extra_args:
+        if v.tool_call_parser is None and "--enable-auto-tool-choice" in flags:
             yield ConfigIssue(key_path(("vllm", i, "extraArgs")), "auto tool choice needs a tool-call parser", "set toolCallParser instead")
 
 
@@ -276,6 +280,7 @@ _DEPENDS_ON_SECTIONS = {
     "_host_issues": ("hosts", "vllm", "ollama", "infinity", "speaches", "gateway"),
     "_name_issues": ("vllm", "ollama", "infinity", "speaches"),
     "gpu_issues": ("hosts", "vllm", "ollama", "infinity", "speaches"),
+    **safety.DEPENDS_ON_SECTIONS,
 }
 
 
@@ -297,7 +302,8 @@ def validate(raw: dict[str, Any]) -> StackConfig:
             issues += [_issue_from_error(e) for e in error.errors()]
             failed.add(key)
     stack = StackConfig.model_validate(valid)
-    for check in (_secret_value_issues, _name_issues, _host_issues, _gateway_issues, _vllm_issues, gpu_issues):
+    checks = (_secret_value_issues, _name_issues, _host_issues, _gateway_issues, _vllm_issues, gpu_issues)
+    for check in (*checks, *safety.CHECKS):
         if failed & set(_DEPENDS_ON_SECTIONS.get(check.__name__, ())):
             continue
         issues += list(check(stack))
