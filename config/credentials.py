@@ -27,7 +27,10 @@ SECRET_VLLM_FLAGS = {
     "--hf-token": "pulumi config set --secret llmstack:hfToken <token> (vLLM gets it as HF_TOKEN)",
     "--api-key": "leave it out: vLLM's key is generated, kept in the stack's state as a secret and given to the gateway",
 }
-HOW_TO_SET = "remove it from the file and pass it as a Pulumi secret: `pulumi config set --secret llmstack:hfToken <token>` for Hugging Face; llmstack takes no other credential"
+HOW_TO_SET = (
+    "remove it: a stack file value is plaintext in the state and in every preview. Credentials go in as Pulumi secrets: "
+    "`pulumi config set --secret llmstack:hfToken <token>` (Hugging Face), `pulumi config set --secret llmstack:masterKey <key>` (the gateway)"
+)
 REDACTED = "[redacted]"
 
 

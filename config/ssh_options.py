@@ -27,7 +27,7 @@ RUNS_A_COMMAND = {
     "localcommand": "runs a local command after connecting",
     "permitlocalcommand": "enables LocalCommand, which runs a local command",
     "knownhostscommand": "runs a local command to list known hosts",
-    "match": "`Match exec` runs a local command",
+    "match": "can run a local command (Match exec)",
     "include": "reads another ssh config file, which may run local commands",
     "remotecommand": "replaces the command the Docker provider runs on the host",
     "pkcs11provider": "loads a local shared library into ssh",
@@ -41,9 +41,10 @@ RUNS_A_COMMAND = {
 # Flags with a value and the ssh_config keyword each stands for.
 FLAG_SETTINGS = {"-p": "Port", "-i": "IdentityFile", "-J": "ProxyJump", "-l": "User"}
 FLAGS_WITHOUT_VALUE = ("-4", "-6", "-C", "-q")
+# Refused flags that take a value: the value is skipped with them.
+_REFUSED_WITH_VALUE = ("-F", "-L", "-R", "-D", "-W", "-I", "-E", "-S")
 REFUSED_FLAGS = {
     "-F": "reads another ssh config file, which may run local commands",
-    "-o": "",
     "-L": "opens a port forwarding",
     "-R": "opens a port forwarding",
     "-D": "opens a SOCKS proxy",
@@ -127,6 +128,8 @@ def option_problems(options: list[str]) -> Iterable[str]:
             pass
         elif flag in REFUSED_FLAGS:
             yield f"{flag} {REFUSED_FLAGS[flag]}"
+            if flag in _REFUSED_WITH_VALUE and not attached:
+                i += 1
         else:
             yield f"{arg[:40]!r} is not an ssh option llmstack accepts"
         i += 1

@@ -210,7 +210,7 @@ def _mapping(node: MappingNode, where: str, same_key: Any = None, config_key: An
             also = f" (`{key}` and `{first}` name the same key)" if first != key else ""
             raise StackYamlError(
                 f"the key `{path}` is given twice, at lines {line} and {_line(key_node)}{also}; Pulumi refuses a repeated key",
-                "keep one of them",
+                f"keep one of the two (line {line} or line {_line(key_node)})",
             )
         seen[identity] = (key, _line(key_node))
         if config_key is not None and key == "config" and isinstance(value_node, MappingNode) and value_node.tag == _TAG + "map":

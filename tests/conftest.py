@@ -31,3 +31,12 @@ def container(plan: Plan, name: str):
     found = [r for r in plan.of_type("docker:index/container:Container") if r.name == name]
     assert len(found) == 1, f"{len(found)} containers named {name}"
     return found[0]
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """How many bad stack files were checked, when tests/test_bad_stacks.py ran."""
+    bad_stacks = sys.modules.get("tests.test_bad_stacks")
+    if bad_stacks is not None and bad_stacks.CHECKED:
+        terminalreporter.write_line(
+            f"bad stacks: {len(bad_stacks.CHECKED)} of {len(bad_stacks.CASES)} files in tests/bad_stacks refused by `config check` with the expected key and fix"
+        )
