@@ -242,9 +242,30 @@ def decode(data: bytes) -> str:
         ) from None
 
 
+_QUOTED_OR_COMMENT = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\']|\'\')*\'|(?<!\S)#[^\n]*')
+
+
+def _check_flow_depth(text: str) -> None:
+    """Refuses deeply nested `[`/`{` before parsing: PyYAML's scanner reads a nested flow collection to its end
+    before the composer sees the first level, with a cost quadratic in the depth (a second for 5000 levels)."""
+    depth = 0
+    for line_number, line in enumerate(_QUOTED_OR_COMMENT.sub("", text).split("\n"), start=1):
+        for character in line:
+            if character in "[{":
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise StackYamlError(
+                        f"nesting deeper than {MAX_DEPTH} levels at line {line_number}",
+                        "a stack file needs a few levels: flatten the value",
+                    )
+            elif character in "]}":
+                depth = max(depth - 1, 0)
+
+
 def load(data: bytes, config_key: Any = None) -> Any:
     """The document of a stack file. `config_key(key)` names the identity of keys under `config:` (namespace aliases)."""
     text = decode(data)
+    _check_flow_depth(text)
     try:
         loader = _Loader(text)
         try:
