@@ -201,8 +201,12 @@ def _mapping(node: MappingNode, where: str, same_key: Any = None, config_key: An
                 merged.append(_mapping(source, where))
             continue
         key = _construct(key_node, where)
-        if isinstance(key, (dict, list)):
-            raise StackYamlError(f"line {_line(key_node)}: a mapping key must be a scalar", "write a plain key")
+        if not isinstance(key, str):
+            # Pulumi hands structured values to the program as JSON, whose keys are text: `1:` or `true:`
+            # would be a number here and text in the program.
+            raise StackYamlError(
+                f"line {_line(key_node)}: a key is not text ({type(key).__name__})", "quote it, or write a name"
+            )
         identity = same_key(key) if same_key else key
         path = f"{where}.{key}" if where else str(key)
         if identity in seen:

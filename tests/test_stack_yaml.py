@@ -144,3 +144,10 @@ def test_check_render_and_diff_agree_on_a_hostile_file(tmp_path):
         run = subprocess.run([sys.executable, "-m", "config", *argv], cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert run.returncode == 2, (argv, run.stderr)
         assert "through aliases" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("text", [b"a: {1: x}\n", b"? [a]\n: 1\n", b"true: 1\n", b"a: {null: x}\n"])
+def test_keys_are_text(text):
+    """JSON (how Pulumi passes a structured value to the program) has text keys only: check must see the same."""
+    with pytest.raises(stack_yaml.StackYamlError, match="a key is not text"):
+        stack_yaml.load(text)
