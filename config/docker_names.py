@@ -8,8 +8,9 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigIssue, key_path
 
-# Docker's built-in networks: a user network cannot take these names.
-BUILTIN_NETWORKS = ("bridge", "host", "none")
+# Docker's predefined network names (moby's runconfig.IsPreDefinedNetwork): `docker network create`
+# refuses them; they are refused here in any case, as a name that differs only in case misleads.
+BUILTIN_NETWORKS = ("bridge", "host", "none", "default", "ingress")
 # Docker's default bridge (docker0); a stack network overlapping it cuts the host off from its containers.
 DEFAULT_BRIDGE = ipaddress.ip_network("172.17.0.0/16")
 # A bridge network needs a gateway and room for containers: /30 leaves two addresses (gateway and one container).
@@ -69,7 +70,7 @@ def network_issues(stack: Any) -> Iterable[ConfigIssue]:
     if stack.network.name.lower() in BUILTIN_NETWORKS:
         yield ConfigIssue(
             key_path(("network", "name")),
-            f"{stack.network.name!r} is one of Docker's built-in networks",
+            f"{stack.network.name!r} names one of Docker's predefined networks ({', '.join(BUILTIN_NETWORKS)}; case ignored)",
             "choose another name, such as llm",
         )
     if stack.network.subnet is None:
