@@ -71,10 +71,7 @@ def plain_scalar(text: str) -> Any:
         return _SPECIAL[text]
     first = text[:1]
     if first == ".":
-        try:
-            return float(text) if _YAML_FLOAT.match(text) else text
-        except ValueError:
-            return text
+        return _go_float(text) if _YAML_FLOAT.match(text) else text
     if first and (first.isdigit() or first in "+-"):
         if _TIMESTAMP.match(text):
             return text  # Pulumi passes a timestamp to the program as text
@@ -83,8 +80,14 @@ def plain_scalar(text: str) -> Any:
         if number is not None:
             return number
         if _YAML_FLOAT.match(plain):
-            return float(plain)
+            return _go_float(plain, text)
     return text
+
+
+def _go_float(text: str, original: Optional[str] = None) -> Any:
+    """strconv.ParseFloat: an overflow is an error, so yaml.v3 keeps the scalar as text."""
+    value = float(text)
+    return (original or text) if math.isinf(value) else value
 
 
 class _Resolver(BaseResolver):

@@ -30,7 +30,7 @@ VLLM = "  llmstack:vllm:\n    - {name: qwen3, model: Qwen/Qwen3-30B-A3B-FP8}\n"
         # Go's integer syntax: prefixes, underscores, a leading zero is octal
         ("0x1F", 31), ("0o17", 15), ("0b101", 5), ("010", 8), ("1_000", 1000), ("+5", 5), ("-0x10", -16),
         # beyond uint64: a float, as ParseFloat reads it
-        ("99999999999999999999", 1e20),
+        ("99999999999999999999", 1e20), ("1e500", "1e500"),
         ("~", None), ("null", None), ("NULL", None), ("Nul", "Nul"),
         # timestamps reach the program as text
         ("2026-11-28", "2026-11-28"),
