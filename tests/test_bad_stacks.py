@@ -24,7 +24,7 @@ from tests.conftest import ROOT
 
 BAD_DIR = Path(__file__).resolve().parent / "bad_stacks"
 HEADER = re.compile(r"^# (?P<what>\S.*?); expect: (?P<key>\S.*?) \| (?P<fix>\S.*)$")
-MIN_CASES = 40
+MIN_CASES = 160
 # A few cases also run as a real `python -m config check` process.
 SUBPROCESS_CASES = (
     "invalid-yaml-bracket.yaml",
@@ -33,6 +33,11 @@ SUBPROCESS_CASES = (
     "gpu-over-commit.yaml",
     "plaintext-master-key.yaml",
     "clash-vllm-names-by-punctuation.yaml",
+    "yaml-alias-bomb.yaml",
+    "yaml-deep-nesting.yaml",
+    "yaml-not-utf8.yaml",
+    "ssh-proxy-command.yaml",
+    "credential-extra-args-hf-token.yaml",
 )
 
 
