@@ -22,7 +22,12 @@ TOKEN_PATTERNS = (
     ("a password in a URL", re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:[^/\s@]+@")),
 )
 # A key or flag whose name says its value is secret.
-SECRET_NAME = re.compile(r"(^|[-_.])(token|secret|password|passwd|passphrase|credentials?|api[-_]?key|access[-_]?key|private[-_]?key)$", re.IGNORECASE)
+# `bos_token` or `pad_token` (model config) are not secrets: a token name needs a qualifier or to stand alone.
+SECRET_NAME = re.compile(
+    r"^token$|(^|[-_.])((hf|hub|auth|access|api|bearer|refresh|github|gh)[-_]?token"
+    r"|secret|password|passwd|passphrase|credentials?|api[-_]?key|access[-_]?key|private[-_]?key|secret[-_]?key)$",
+    re.IGNORECASE,
+)
 SECRET_VLLM_FLAGS = {
     "--hf-token": "pulumi config set --secret llmstack:hfToken <token> (vLLM gets it as HF_TOKEN)",
     "--api-key": "leave it out: vLLM's key is generated, kept in the stack's state as a secret and given to the gateway",

@@ -223,3 +223,11 @@ def test_committed_stacks_pass_every_new_check():
     for path in sorted(ROOT.glob("Pulumi.*.yaml")):
         code = main(["check", str(path)], out=io.StringIO(), err=io.StringIO())
         assert code == 0, path
+
+
+@pytest.mark.parametrize(
+    "overrides,refused",
+    [({"bos_token": "<s>", "pad_token_id": 0}, False), ({"token": "abc"}, True), ({"hub_token": "abc"}, True), ({"text_config": {"api_key": "x"}}, True)],
+)
+def test_secret_names_in_hf_overrides(overrides, refused):
+    assert bool(issues_of({"vllm": [{**VLLM, "hfOverrides": overrides}]})) == refused
