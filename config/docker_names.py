@@ -73,6 +73,9 @@ def network_issues(stack: Any) -> Iterable[ConfigIssue]:
             f"{stack.network.name!r} names one of Docker's predefined networks ({', '.join(BUILTIN_NETWORKS)}; case ignored)",
             "choose another name, such as llm",
         )
+    why = address_like(stack.network.name)
+    if why:
+        yield ConfigIssue(key_path(("network", "name")), f"network name {stack.network.name!r} {why}", "choose a name with a letter, such as llm")
     if stack.network.subnet is None:
         return
     subnet = ipaddress.ip_network(stack.network.subnet)
