@@ -231,3 +231,47 @@ def test_committed_stacks_pass_every_new_check():
 )
 def test_secret_names_in_hf_overrides(overrides, refused):
     assert bool(issues_of({"vllm": [{**VLLM, "hfOverrides": overrides}]})) == refused
+
+
+# What the real OpenSSH client makes of sshOpts: `ssh -G` prints the resolved settings without connecting
+# (and runs nothing for the options used here; Match exec would run, so it is left out).
+COMMAND_SETTINGS = ("proxycommand", "localcommand", "knownhostscommand", "permitlocalcommand yes", "remotecommand")
+ACCEPTED_OPTS = [
+    ["-o", "StrictHostKeyChecking=accept-new"],
+    ["-o", "ProxyJump=deploy@bastion:2222", "-o", "ServerAliveInterval 30"],
+    ["-oUserKnownHostsFile=/etc/llmstack/known_hosts", "-i", "/home/ci/.ssh/id_ed25519"],
+    ["-p", "2222", "-l", "deploy", "-J", "jump.example.com", "-4", "-C"],
+    ["-o", "ProxyJump=none", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10", "-o", "ControlMaster=auto"],
+]
+REFUSED_OPTS = [
+    ["-o", "ProxyCommand=nc %h %p"],
+    ["-oproxycommand nc %h %p"],
+    ["-o", "PermitLocalCommand=yes", "-o", "LocalCommand=id"],
+    ["-o", "KnownHostsCommand=/bin/id"],
+    ["-o", "RemoteCommand=id"],
+]
+
+
+def resolved_ssh_settings(opts: list[str]) -> str:
+    import shutil
+    import subprocess
+
+    if not shutil.which("ssh"):
+        pytest.skip("no OpenSSH client (apt-get install openssh-client)")
+    run = subprocess.run(["ssh", "-F", "/dev/null", "-G", *opts, "gpu-01"], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.lower()
+
+
+@pytest.mark.parametrize("opts", ACCEPTED_OPTS)
+def test_accepted_ssh_options_are_valid_for_openssh_and_run_nothing(opts):
+    assert list(ssh_options.option_problems(opts)) == []
+    settings = resolved_ssh_settings(opts)
+    assert not [line for line in settings.splitlines() if line.startswith(COMMAND_SETTINGS)]
+
+
+@pytest.mark.parametrize("opts", REFUSED_OPTS)
+def test_refused_ssh_options_would_set_a_command_in_openssh(opts):
+    assert list(ssh_options.option_problems(opts))
+    settings = resolved_ssh_settings(opts)
+    assert [line for line in settings.splitlines() if line.startswith(COMMAND_SETTINGS)]
