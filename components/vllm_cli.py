@@ -3,16 +3,17 @@
 import re
 from typing import Optional
 
-# Facts from vLLM's FlexibleArgumentParser.parse_args (vllm/utils/argparse_utils.py) and the option
-# aliases of EngineArgs.add_cli_args (vllm/engine/arg_utils.py), v0.31.0:
+# Facts from vLLM 0.31.0's own source (the PyPI wheel: vllm/utils/argparse_utils.py FlexibleArgumentParser,
+# vllm/engine/arg_utils.py and vllm/entrypoints/launchers/cli_args.py option aliases, and
+# vllm/entrypoints/cli/serve.py, whose `serve` subparser keeps argparse's abbreviations):
 # - in `--name...`, underscores up to the first `.` read as dashes (`--max_model_len`);
 # - `--name=value` is `--name value`;
 # - `--json-arg.key value` (and `--json-arg.key+ v`) is merged into `--json-arg '{"key": ...}'`;
 # - `-O3`, `-O=3`, `-O 3` are `--optimization-level 3`;
 # - `--config FILE` reads a YAML file of further flags;
-# - the serve parser is a plain argparse parser with abbreviations allowed: a unique prefix of a long
-#   option (`--max-model`) is that option.
+# - a unique prefix of a long option (`--max-model`) is that option.
 SHORT_ALIASES = {
+    "-q": "--quantization",
     "-tp": "--tensor-parallel-size",
     "-pp": "--pipeline-parallel-size",
     "-dp": "--data-parallel-size",
@@ -22,8 +23,19 @@ SHORT_ALIASES = {
     "-dpa": "--data-parallel-address",
     "-dpp": "--data-parallel-rpc-port",
     "-dpb": "--data-parallel-backend",
+    "-dpe": "--data-parallel-external-lb",
+    "-dph": "--data-parallel-hybrid-lb",
+    "-dpm": "--data-parallel-multi-port-external-lb",
     "-dcp": "--decode-context-parallel-size",
-    "-q": "--quantization",
+    "-pcp": "--prefill-context-parallel-size",
+    "-ep": "--enable-expert-parallel",
+    "-n": "--nnodes",
+    "-r": "--node-rank",
+    "-ac": "--attention-config",
+    "-cc": "--compilation-config",
+    "-dc": "--diffusion-config",
+    "-sc": "--speculative-config",
+    "-asc": "--api-server-count",
     "-O": "--optimization-level",
 }
 CONFIG_FILE_FLAG = "--config"
