@@ -6,7 +6,7 @@ from typing import Any, NotRequired, Optional, TypedDict
 
 import pulumi
 
-from . import container
+from . import container, vllm_cli
 from .engine import EngineDescription, EngineServer
 from .model_entry import LiteLLMModelEntry, key_env_name
 
@@ -86,12 +86,12 @@ def gateway_key_env(served_model_name: str) -> str:
 
 def removed_flags_in(args: Sequence[str]) -> list[str]:
     """The flags among `args` that current vLLM rejects."""
-    return [a for a in args if a.split("=", 1)[0] in REMOVED_FLAGS]
+    return [a for a in args if vllm_cli.flag_name(a) in REMOVED_FLAGS]
 
 
 def managed_flags_in(args: Sequence[str]) -> list[str]:
     """The flags among `args` that VllmServer already sets from its typed args."""
-    return [a for a in args if a.split("=", 1)[0] in MANAGED_FLAGS]
+    return [a for a in args if vllm_cli.flag_name(a) in MANAGED_FLAGS]
 
 
 def tensor_parallel_size(gpus: Optional[Sequence[str]], override: Optional[int] = None) -> Optional[int]:

@@ -10,6 +10,7 @@ from pydantic.alias_generators import to_camel
 
 from components.litellm_config import DEFAULT_SETTINGS, ROUTING_STRATEGIES
 
+from . import gpu_ids
 from .secrets import SecretValue
 
 FIX = ". Fix: "
@@ -38,7 +39,7 @@ def _gpu_selection(value: Any) -> Any:
     if isinstance(value, list):
         ids = []
         for item in value:
-            if isinstance(item, bool) or not isinstance(item, (str, int)) or str(item) in ("", "all"):
+            if isinstance(item, bool) or not isinstance(item, (str, int)) or not gpu_ids.is_device_id(str(item)):
                 raise problem(f"{item!r} is not a GPU device id", 'list ids such as ["0", "1"], or write `all` alone')
             ids.append(str(item))
         if not ids:
@@ -70,6 +71,13 @@ class Gpu(Section):
     @classmethod
     def _id_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("id")
+    @classmethod
+    def _device_id(cls, value: str) -> str:
+        if not gpu_ids.is_device_id(value):
+            raise problem(f"{value!r} is not a GPU device id", "write the index (0, 1, ...) or the UUID (GPU-...) that nvidia-smi -L shows")
+        return value
 
 
 class Host(Section):

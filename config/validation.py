@@ -14,6 +14,7 @@ from .gpu_plan import GpuPlan
 from .registry import model_locations
 from .schema import DURATION_PATTERN, FIX, NAME_PATTERN, NAME_PREFIX_PATTERN, StackConfig, resolve_host
 from .secrets import SECRET_KEYS, SecretValue
+from . import safety
 
 _GENERIC_FIXES = {
     "missing": "add this key",
@@ -269,6 +270,8 @@ CHECKS = (
     Check(_host_issues, ("hosts", "gateway", ENGINES)),
     Check(_gateway_issues, ("gateway", ENGINES)),
     Check(_section_issues, (ENGINES,)),
+    # Values that would run a command, leak a credential or collide on a Docker engine (config/safety.py).
+    *(Check(run, tuple(ENGINES if read == safety.ENGINES else read for read in reads)) for run, reads in safety.CHECKS),
 )
 # The GPU plan reads where each engine runs and what it takes.
 GPU_PLAN_READS = ("hosts", ENGINES)
