@@ -83,7 +83,6 @@ _HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
 _UPSTREAM = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:\d{1,5}$")
 _PATH = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
 _EMAIL = re.compile(r"^[^\s@{}\"`]+@[^\s@{}\"`]+$")
-_SIZE = re.compile(r"^\d+(KB|MB|GB)$")
 
 
 class RelayRoute(TypedDict):
@@ -357,7 +356,6 @@ def render_edge_caddyfile(
     if len(set(upstreams)) != len(upstreams):
         raise ValueError(f"gateway upstreams must be unique: {list(upstreams)}")
     _check_extra_routes(extra_routes)
-    _require(_SIZE, MAX_REQUEST_BODY, "request body limit")
     if tls == "acme":
         if not domain or not email:
             raise ValueError("tls: acme needs a domain and an email")
@@ -406,8 +404,8 @@ def tls_files(cert_pem: pulumi.Input[str], private_key_pem: pulumi.Input[str]) -
     ]
 
 
-def _refuse_secrets_in(caddyfile: str, secrets: Sequence[str]) -> str:
-    # A key pasted into the Caddyfile would land in plaintext in the upload and in the state.
+def checked_caddyfile(caddyfile: str, secrets: Sequence[str]) -> str:
+    """The Caddyfile, refused if it holds any of these secret values (they would land in plaintext in the state)."""
     if any(s and s in caddyfile for s in secrets):
         raise ValueError("the Caddyfile holds a secret value: read it from an env with {env.NAME} instead")
     return caddyfile
@@ -427,7 +425,7 @@ class CaddyProxy(pulumi.ComponentResource):
             _require(_ENV_NAME, env, "secret env name")
         self.caddyfile = pulumi.Output.all(
             pulumi.Output.from_input(args["caddyfile"]), *[pulumi.Output.from_input(v) for v in secret_envs.values()]
-        ).apply(lambda values: _refuse_secrets_in(values[0], values[1:]))
+        ).apply(lambda values: checked_caddyfile(values[0], values[1:]))
         # The check above reads the secrets; the Caddyfile itself stays plain so a diff shows it.
         self.caddyfile = pulumi.Output.unsecret(self.caddyfile)
 

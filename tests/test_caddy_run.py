@@ -13,7 +13,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Optional
@@ -294,29 +295,17 @@ class Edge:
         return PinnedHTTPSConnection(EDGE_NAME, self.port, context=trusting(self.ca_pem), timeout=30)
 
 
-def run_edge(ca, directory: Path, upstreams: list[str], extra_routes=()) -> "EdgeRun":
-    return EdgeRun(ca, directory, upstreams, list(extra_routes))
-
-
-class EdgeRun:
-    """Context manager: the edge Caddyfile rendered for these upstreams and run by real Caddy."""
-
-    def __init__(self, ca, directory: Path, upstreams: list[str], extra_routes: list) -> None:
-        cert_file, key_file = write_server_files(directory / "tls", *ca.issue(dns_names=[EDGE_NAME]))
-        self.port, self.health_port = free_port(), free_port()
-        self.text = caddy.render_edge_caddyfile(
-            tls="internal", domain=EDGE_NAME, upstreams=upstreams, extra_routes=extra_routes, https_port=self.port,
-            cert_file=str(cert_file), key_file=str(key_file), health_port=self.health_port, health_interval=HEALTH_INTERVAL,
-        )
-        self.directory, self.ca_pem = directory, ca.cert_pem
-
-    def __enter__(self) -> Edge:
-        self._running = real_caddy.running(self.text, self.directory, self.health_port)
-        self._running.__enter__()
-        return Edge(self.port, self.ca_pem)
-
-    def __exit__(self, *exc: object) -> None:
-        self._running.__exit__(*exc)
+@contextmanager
+def run_edge(ca, directory: Path, upstreams: list[str], extra_routes: Sequence[caddy.ExtraRoute] = ()) -> Iterator[Edge]:
+    """The edge Caddyfile (tls: internal) rendered for these upstreams and run by real Caddy."""
+    cert_file, key_file = write_server_files(directory / "tls", *ca.issue(dns_names=[EDGE_NAME]))
+    port, health_port = free_port(), free_port()
+    text = caddy.render_edge_caddyfile(
+        tls="internal", domain=EDGE_NAME, upstreams=upstreams, extra_routes=extra_routes, https_port=port,
+        cert_file=str(cert_file), key_file=str(key_file), health_port=health_port, health_interval=HEALTH_INTERVAL,
+    )
+    with real_caddy.running(text, directory, health_port):
+        yield Edge(port, ca.cert_pem)
 
 
 @pytest.fixture
