@@ -1,10 +1,12 @@
-"""The real LiteLLM proxy reaching every engine of the prod stack through a real relay (Debian's Caddy) over TLS.
+"""The real LiteLLM proxy reaching every engine of the prod stack through a real relay (Debian's Caddy) over TLS,
+and clients reaching LiteLLM through a real edge (tls: internal).
 
 The prod stack rendered by the program, its engines as stand-ins (as in test_contract.py); in front of them
 one relay rendered by `components/caddy.py`, with a certificate from a CA like the stack CA; the gateway's
 config rewritten the way a remote host's entries will read (`relay_api_base`, a key for Ollama) and LiteLLM
 told to trust the CA (`SSL_CERT_FILE`). Then the smoke check: every route passes, and the engines receive
-only what the relay forwards, so ENGINE_PATHS covers what LiteLLM 1.108.7 calls.
+only what the relay forwards, so ENGINE_PATHS covers what LiteLLM 1.108.7 calls. Then the same through an
+edge in front of LiteLLM: its readiness probe admits the real proxy, and every route passes end to end.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def through_relay(config: dict[str, Any], deployment: Deployment, routes: list[c
 
 
 @pytest.fixture(scope="module")
-def relayed(tmp_path_factory: pytest.TempPathFactory, litellm_installed: str) -> Iterator[tuple[Deployment, list[caddy.RelayRoute]]]:
+def relayed(tmp_path_factory: pytest.TempPathFactory, litellm_installed: str) -> Iterator[tuple[Deployment, list[caddy.RelayRoute], Any]]:
     rendered = harness.render(harness.stack_file("prod"), "prod")
     workdir: Path = tmp_path_factory.mktemp("relay-contract")
     with harness.deploy(rendered, workdir, redis=harness.redis_available(), with_gateway=False) as deployment:
@@ -82,14 +84,14 @@ def relayed(tmp_path_factory: pytest.TempPathFactory, litellm_installed: str) ->
             )
             try:
                 deployment.clear_requests()
-                yield deployment, routes
+                yield deployment, routes, ca
             finally:
                 stop_gateway(deployment.gateway)
                 deployment.gateway = None
 
 
-def test_every_route_of_the_prod_stack_passes_through_the_relay(relayed: tuple[Deployment, list[caddy.RelayRoute]]) -> None:
-    deployment, routes = relayed
+def test_every_route_of_the_prod_stack_passes_through_the_relay(relayed: tuple[Deployment, list[caddy.RelayRoute], Any]) -> None:
+    deployment, routes, _ = relayed
     config = yaml.safe_load((deployment.workdir / "config.yaml").read_text())
     assert {urlsplit(e["litellm_params"]["api_base"]).scheme for e in config["model_list"]} == {"https"}
     assert {r["engine"] for r in routes} == {"vllm", "ollama", "infinity", "speaches"}
@@ -105,3 +107,24 @@ def test_every_route_of_the_prod_stack_passes_through_the_relay(relayed: tuple[D
         assert {r["path"] for r in received} <= set(caddy.ENGINE_PATHS[engine]), (name, sorted({r["path"] for r in received}))
         if engine == "ollama":
             assert not any("authorization" in {h.lower() for h in r["headers"]} for r in received)
+
+
+def test_every_route_passes_through_the_edge_in_front_of_the_real_gateway(
+    relayed: tuple[Deployment, list[caddy.RelayRoute], Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deployment, _, ca = relayed
+    gateway = urlsplit(deployment.url)
+    cert_file, key_file = write_server_files(tmp_path / "tls", *ca.issue(ip_addresses=[RELAY_ADDRESS]))
+    port, health_port = free_port(), free_port()
+    text = caddy.render_edge_caddyfile(
+        tls="internal", domain=RELAY_ADDRESS, upstreams=[f"{gateway.hostname}:{gateway.port}"], https_port=port,
+        cert_file=str(cert_file), key_file=str(key_file), health_port=health_port, health_interval="1s",
+    )
+    (tmp_path / "ca.pem").write_text(ca.cert_pem)
+    # The smoke check's clients (openai, httpx) read the CA bundle from SSL_CERT_FILE.
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    with real_caddy.running(text, tmp_path / "edge", health_port):
+        edge = Deployment(deployment.rendered, f"https://{RELAY_ADDRESS}:{port}", deployment.backends, deployment.hosts, None, tmp_path)
+        code, output, rows = harness.run_smoke(edge, "--models-json", deployment.rendered.models_json())
+    assert code == 0, output
+    assert rows == harness.expected_rows(deployment.rendered.outputs)
