@@ -45,9 +45,8 @@ class StackCA(pulumi.ComponentResource):
     cert_pem: pulumi.Output[str]
     """The CA certificate (PEM): what the gateway and clients trust."""
 
-    def __init__(self, name: str, args: Optional[StackCAArgs] = None, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(self, name: str, args: StackCAArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("llmstack:index:StackCA", name, {}, opts)
-        args = args or {}
         key = tls.PrivateKey(
             f"{name}-key",
             algorithm=KEY_ALGORITHM,

@@ -323,7 +323,7 @@ GIVEN_ENGINE_KEY = "given-engine-key-5f0c7e"
 
 
 def build_relay() -> None:
-    ca = stack_ca.StackCA("stack-ca")
+    ca = stack_ca.StackCA("stack-ca", {})
     parent = pulumi.ComponentResource("test:index:Relay", "relay-gpu-02")
     cert = ca.issue_server_certificate("relay-gpu-02", ip_addresses=["10.0.0.2"], parent=parent)
     ollama_key = container.generated_secret("ollama-relay-key", parent)
