@@ -146,8 +146,11 @@ class CaddyProxyArgs(TypedDict):
     """Published ports."""
     image: NotRequired[str]
     """Image override (default: the pinned caddy tag)."""
+    hostname: NotRequired[str]
+    """Network alias (default `caddy`); the container is named `<name_prefix>-<hostname>`, its volumes
+    `<name_prefix>-<hostname>-data` and `-config`."""
     name_prefix: NotRequired[str]
-    """Container name and network alias; volumes are `<prefix>-data` and `<prefix>-config` (default `caddy`)."""
+    """Prefix of the container and volume names (e.g. the stack name); the network alias stays unprefixed."""
 
 
 def _require(pattern: re.Pattern[str], value: str, what: str) -> str:
@@ -419,7 +422,8 @@ class CaddyProxy(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: CaddyProxyArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("llmstack:index:CaddyProxy", name, {}, opts)
-        prefix = args.get("name_prefix") or "caddy"
+        hostname = args.get("hostname") or "caddy"
+        prefix = container.docker_name(args.get("name_prefix"), hostname)
         secret_envs: Mapping[str, pulumi.Input[str]] = args.get("secret_envs") or {}
         for env in secret_envs:
             _require(_ENV_NAME, env, "secret env name")
@@ -445,7 +449,7 @@ class CaddyProxy(pulumi.ComponentResource):
             container_name=prefix,
             image=container.pinned_image(f"{name}-image", args.get("image") or IMAGE, self),
             network_name=args["network_name"],
-            aliases=[prefix],
+            aliases=[hostname],
             command=COMMAND,
             envs=container.container_envs({}, secret_envs),
             health=container.healthcheck(HEALTH_TEST, HEALTH_START_PERIOD),

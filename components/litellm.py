@@ -38,9 +38,17 @@ PLAIN_ENVS = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 HOSTNAME = "litellm"
 
 
+MAX_REPLICAS = 16
+
+
 def hostnames() -> tuple[str, str, str]:
     """The network aliases of the gateway's containers: LiteLLM, its PostgreSQL and its Redis (their Docker names after a prefix)."""
     return HOSTNAME, f"{HOSTNAME}-postgres", f"{HOSTNAME}-redis"
+
+
+def replica_hostnames() -> tuple[str, ...]:
+    """The aliases replicas may take (`litellm-1` ...), besides the `litellm` they share."""
+    return tuple(f"{HOSTNAME}-{i}" for i in range(1, MAX_REPLICAS + 1))
 
 
 class LiteLLMProxyArgs(TypedDict):
@@ -71,6 +79,11 @@ class LiteLLMProxyArgs(TypedDict):
     name_prefix: NotRequired[str]
     """Prefix of the container and volume names (e.g. the stack name: `prod-litellm`); the network aliases stay
     `litellm`, `litellm-postgres` and `litellm-redis`."""
+    replicas: NotRequired[int]
+    """LiteLLM containers sharing PostgreSQL and Redis (default 1); each also answers at `litellm-<n>` so a proxy
+    in front (the edge) can balance over them, and each is created once the one before it is healthy."""
+    publish: NotRequired[bool]
+    """Publish the port on the host (default true); false when a proxy on the network (the edge) publishes instead."""
 
 
 def _gateway_envs(fixed: dict[str, pulumi.Input[str]], backend_keys: pulumi.Input[dict[str, str]]) -> pulumi.Output[list[str]]:
@@ -89,7 +102,9 @@ class LiteLLMProxy(pulumi.ComponentResource):
     """The gateway: LiteLLM with a generated config file, PostgreSQL and Redis, each healthy before `pulumi up` returns."""
 
     internal_url: pulumi.Output[str]
-    """The gateway's URL on the Docker network, e.g. `http://litellm:4000`."""
+    """The gateway's URL on the Docker network, e.g. `http://litellm:4000` (every replica answers at `litellm`)."""
+    upstreams: pulumi.Output[list[str]]
+    """`host:port` of each replica on the Docker network, for a proxy that balances over them."""
     port: pulumi.Output[int]
     """Host port the gateway is published on."""
     master_key: pulumi.Output[str]
@@ -166,22 +181,40 @@ class LiteLLMProxy(pulumi.ComponentResource):
             },
             args.get("backend_keys") or {},
         )
-        self.container = container.service_container(
-            name,
-            parent=self,
-            container_name=container.docker_name(prefix, litellm_host),
-            image=container.pinned_image(f"{name}-image", args.get("image") or IMAGE, self),
-            network_name=network,
-            aliases=[litellm_host],
-            command=command,
-            envs=envs,
-            health=container.healthcheck(HEALTH_TEST, HEALTH_START_PERIOD),
-            component="litellm",
-            ports=[docker.ContainerPortArgs(internal=PORT, external=port, ip=args.get("bind_address") or "127.0.0.1")],
-            uploads=[docker.ContainerUploadArgs(file=CONFIG_PATH, content=self.config_yaml)],
-            # Prisma migrations at start exit when the database is not up yet.
-            depends_on=[db, cache, *container.depends_on_of(opts)],
-        )
+        image = container.pinned_image(f"{name}-image", args.get("image") or IMAGE, self)
+        replicas = int(args.get("replicas") or 1)
+        publish = args.get("publish", True)
+        if replicas > 1 and publish:
+            raise ValueError("several replicas cannot share one published port: set publish to false and put a proxy in front")
+        self.replicas: list[docker.Container] = []
+        upstreams = []
+        for index in range(1, replicas + 1):
+            # One replica keeps the names it always had; with several, each also has its own alias.
+            hostname = litellm_host if replicas == 1 else f"{litellm_host}-{index}"
+            upstreams.append(f"{hostname}:{PORT}")
+            self.replicas.append(
+                container.service_container(
+                    name if index == 1 else f"{name}-{index}",
+                    parent=self,
+                    container_name=container.docker_name(prefix, litellm_host if index == 1 else hostname),
+                    image=image,
+                    network_name=network,
+                    aliases=[litellm_host] if replicas == 1 else [litellm_host, hostname],
+                    command=command,
+                    envs=envs,
+                    health=container.healthcheck(HEALTH_TEST, HEALTH_START_PERIOD),
+                    component="litellm",
+                    ports=[docker.ContainerPortArgs(internal=PORT, external=port, ip=args.get("bind_address") or "127.0.0.1")]
+                    if publish
+                    else (),
+                    uploads=[docker.ContainerUploadArgs(file=CONFIG_PATH, content=self.config_yaml)],
+                    # Prisma migrations at start exit when the database is not up yet, and run once: a replica is
+                    # created after the one before it is healthy (how replacements roll is not settled yet).
+                    depends_on=[db, cache, *self.replicas[-1:], *container.depends_on_of(opts)],
+                )
+            )
+        self.container = self.replicas[0]
+        self.upstreams = pulumi.Output.from_input(upstreams)
         self.internal_url = pulumi.Output.from_input(f"http://{litellm_host}:{PORT}")
         self.port = pulumi.Output.from_input(port)
         self.master_key = master_key
@@ -191,6 +224,7 @@ class LiteLLMProxy(pulumi.ComponentResource):
         self.register_outputs(
             {
                 "internal_url": self.internal_url,
+                "upstreams": self.upstreams,
                 "port": self.port,
                 "master_key": self.master_key,
                 "config_yaml": self.config_yaml,

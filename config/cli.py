@@ -11,9 +11,10 @@ import yaml
 
 from . import registry
 from .deployment import name_prefix_of
+from .edge import edge_url
 from .errors import StackConfigError
 from .plan import Plan, masked, reveal, run_program
-from .schema import StackConfig
+from .schema import StackConfig, resolve_host
 from .source import from_stack_file
 from .validation import CheckedStack, check_stack
 
@@ -25,6 +26,15 @@ def summary(path: Path, stack: StackConfig) -> str:
     """One line: hosts, engines, model counts, where the gateway is published and how Docker names are scoped."""
     prefix = name_prefix_of(stack, stack_name(path))
     names = f"Docker names prefixed {prefix + '-'!r}" if prefix else "Docker names not prefixed"
+    published = f"gateway published on {stack.gateway.bind}:{stack.gateway.port}"
+    if stack.edge is not None:
+        site_address = stack.hosts[resolve_host(stack, stack.gateway.host)].client_address()
+        domain = stack.edge.domain or site_address
+        replicas = stack.gateway.replicas
+        published = (
+            f"gateway ({replicas} replica{'s' if replicas > 1 else ''}) published through the edge at "
+            f"{edge_url(stack.edge, domain)} (tls {stack.edge.tls}, bound to {stack.edge.bind})"
+        )
     engines = []
     for spec in registry.sections():
         blocks = spec.blocks(stack)
@@ -33,7 +43,7 @@ def summary(path: Path, stack: StackConfig) -> str:
     return (
         f"{path}: ok: {len(stack.hosts)} host(s) ({', '.join(sorted(stack.hosts))}), "
         f"engines: {', '.join(engines) or 'none'}, {len(registry.model_locations(stack))} model(s), "
-        f"gateway published on {stack.gateway.bind}:{stack.gateway.port}, {names}"
+        f"{published}, {names}"
     )
 
 

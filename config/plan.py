@@ -101,6 +101,25 @@ def deterministic_secret(name: str, length: int) -> str:
     return (digest * (length // len(digest) + 1))[:length]
 
 
+TLS_TYPE_PREFIX = "tls:index/"
+
+
+def mock_pem(kind: str, name: str) -> str:
+    """A PEM-shaped marker, unique per resource: `-----BEGIN <kind>-----` around `mock <name>` (not a key)."""
+    return f"-----BEGIN {kind}-----\nmock {name}\n-----END {kind}-----\n"
+
+
+def tls_outputs(type_: str, name: str) -> dict[str, str]:
+    """The outputs pulumi-tls would return for this resource (camelCase, as the engine sends them)."""
+    if type_ == f"{TLS_TYPE_PREFIX}privateKey:PrivateKey":
+        return {"privateKeyPem": mock_pem("EC PRIVATE KEY", name), "publicKeyPem": mock_pem("PUBLIC KEY", name)}
+    if type_ == f"{TLS_TYPE_PREFIX}certRequest:CertRequest":
+        return {"certRequestPem": mock_pem("CERTIFICATE REQUEST", name)}
+    if type_ in (f"{TLS_TYPE_PREFIX}selfSignedCert:SelfSignedCert", f"{TLS_TYPE_PREFIX}locallySignedCert:LocallySignedCert"):
+        return {"certPem": mock_pem("CERTIFICATE", name)}
+    return {}
+
+
 def mock_id(type_: str, name: str, inputs: dict[str, Any]) -> str:
     """The id the mocks give a resource: `<logical name>-id`, stable across runs."""
     return f"{name}-id"
@@ -122,6 +141,8 @@ class _Mocks(pulumi.runtime.Mocks):
         elif args.typ == "command:local:Command":
             outputs.setdefault("stdout", "")
             outputs.setdefault("stderr", "")
+        elif args.typ.startswith(TLS_TYPE_PREFIX):
+            outputs.update(tls_outputs(args.typ, args.name))
         return self.resource_id(args.typ, args.name, args.inputs), outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, Optional[list]]:

@@ -9,6 +9,7 @@ from components.model_entry import LiteLLMModelEntry, models_by_route
 
 from . import registry
 from .deployment import DeployContext, EngineDeployment, name_prefix_of
+from .edge import deploy_edge
 from .errors import StackConfigError
 from .schema import StackConfig
 from .sites import build_sites, site_of
@@ -86,9 +87,20 @@ def deploy_stack(checked: CheckedStack) -> dict[str, Any]:
     args = gateway_args(stack, engines, entries, site.network.name)
     if prefix:
         args["name_prefix"] = prefix
+    if stack.edge is not None:
+        # The edge publishes; the replicas answer on the network only.
+        args.update({"replicas": stack.gateway.replicas, "publish": False})
     gateway = LiteLLMProxy("gateway", args, opts=site.options())
+    outputs: dict[str, Any] = {}
+    if stack.edge is not None:
+        edge = deploy_edge(stack, site, gateway.upstreams, prefix)
+        outputs["gatewayUrl"] = pulumi.Output.from_input(edge.url)
+        if edge.ca_cert_pem is not None:
+            outputs["caCertificate"] = edge.ca_cert_pem
+    else:
+        outputs["gatewayUrl"] = gateway.port.apply(lambda port: f"http://{site.client_address}:{port}")
     return {
-        "gatewayUrl": gateway.port.apply(lambda port: f"http://{site.client_address}:{port}"),
+        **outputs,
         "masterKey": pulumi.Output.secret(gateway.master_key),
         "models": entries.apply(models_by_route),
         "toolModels": entries.apply(lambda es: sorted(e["model_name"] for e in es if e.get("supports_function_calling"))),

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from pydantic import Field, create_model
 
 from components.litellm import hostnames as gateway_hostnames
+from components.litellm import replica_hostnames as gateway_replica_hostnames
 
 from .schema import Engine, StackConfig
 
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
     from .errors import ConfigIssue
 
 # Stack keys other than the engine sections whose Pulumi config value is a JSON document.
-BASE_STRUCTURED_KEYS = ("hosts", "network", "gateway")
+BASE_STRUCTURED_KEYS = ("hosts", "network", "gateway", "edge")
+EDGE_HOSTNAME = "edge"
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,8 @@ def structured_keys() -> tuple[str, ...]:
 
 def reserved_names() -> tuple[str, ...]:
     """Network aliases of the stack's services (gateway and engines); a model may not take one (it becomes an alias too)."""
-    names = list(gateway_hostnames())
+    # The gateway, its replicas and the edge take these aliases on the stack's network.
+    names = [*gateway_hostnames(), *gateway_replica_hostnames(), EDGE_HOSTNAME]
     for spec in sections():
         names += spec.hostnames
     return tuple(names)

@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator
 from pydantic.alias_generators import to_camel
 
+from components.litellm import MAX_REPLICAS
 from components.litellm_config import DEFAULT_SETTINGS, ROUTING_STRATEGIES
 
 from . import gpu_ids
@@ -179,14 +180,39 @@ class Gateway(Section):
     cooldown_time: int = Field(default=DEFAULT_SETTINGS["cooldown_time"], ge=0)
     drop_params: bool = DEFAULT_SETTINGS["drop_params"]
     num_workers: Optional[int] = Field(default=None, ge=1, le=64)
+    replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
+    """LiteLLM containers sharing PostgreSQL and Redis; more than one needs `llmstack:edge`, which balances over them."""
 
     @field_validator("bind")
     @classmethod
     def _bind(cls, value: str) -> str:
-        try:
-            return str(ipaddress.ip_address(value))
-        except ValueError:
-            raise problem(f"{value!r} is not an IP address", "write 127.0.0.1 (this host only) or 0.0.0.0 (all interfaces)") from None
+        return _ip_address(value)
+
+
+def _ip_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise problem(f"{value!r} is not an IP address", "write 127.0.0.1 (this host only) or 0.0.0.0 (all interfaces)") from None
+
+
+class Edge(Section):
+    """The HTTPS reverse proxy in front of the gateway replicas: with it on, it alone publishes ports."""
+
+    tls: Literal["internal", "acme", "off"] = "internal"
+    domain: Optional[str] = None
+    """The name (or address) clients use; `acme` needs a DNS name; `internal` defaults to the gateway host's address."""
+    email: Optional[str] = None
+    """ACME account email (`tls: acme`)."""
+    https_port: int = Field(default=443, ge=1, le=65535)
+    http_port: int = Field(default=80, ge=1, le=65535)
+    bind: str = "0.0.0.0"
+    image: Optional[str] = None
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, value: str) -> str:
+        return _ip_address(value)
 
 
 def _default_hosts() -> dict[str, Host]:
@@ -214,6 +240,7 @@ class StackConfig(Section):
     hosts: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Host] = Field(default_factory=_default_hosts, min_length=1)
     network: Network = Network()
     gateway: Gateway = Gateway()
+    edge: Optional[Edge] = None
     name_prefix: Optional[Annotated[str, Field(pattern=NAME_PREFIX_PATTERN)]] = None
     """Prefix of every Docker name of the stack (containers, volumes, network); default: the stack's name."""
     master_key: Optional[SecretValue] = None

@@ -55,15 +55,27 @@ class Session:
     key: str
     timeout: float
     voice: str
+    ca_file: str | None = None  # a CA to trust for https:// (the stack CA of an edge with `tls: internal`)
     _client: Any = field(default=None, repr=False)
+
+    def verify(self) -> Any:
+        """What httpx verifies the gateway's certificate against: the given CA, else the system's."""
+        if self.ca_file is None:
+            return True
+        import ssl
+
+        return ssl.create_default_context(cafile=self.ca_file)
 
     def openai(self) -> Any:
         """The official client, pointed at the gateway's /v1."""
         if self._client is None:
             from openai import OpenAI
 
+            import httpx
+
             self._client = OpenAI(
-                base_url=f"{self.url}/v1", api_key=self.key, timeout=self.timeout, max_retries=0
+                base_url=f"{self.url}/v1", api_key=self.key, timeout=self.timeout, max_retries=0,
+                http_client=httpx.Client(verify=self.verify(), timeout=self.timeout),
             )
         return self._client
 
@@ -73,7 +85,7 @@ class Session:
 
         response = httpx.post(
             f"{self.url}{path}", json=dict(payload), timeout=self.timeout,
-            headers={"Authorization": f"Bearer {self.key}"},
+            headers={"Authorization": f"Bearer {self.key}"}, verify=self.verify(),
         )
         if response.status_code >= 400:
             raise RuntimeError(f"HTTP {response.status_code}: {_brief(response.text)}")
@@ -302,7 +314,7 @@ def discover_models(session: Session) -> dict[str, list[str]]:
     try:
         response = httpx.get(
             f"{session.url}/model/info", timeout=session.timeout,
-            headers={"Authorization": f"Bearer {session.key}"},
+            headers={"Authorization": f"Bearer {session.key}"}, verify=session.verify(),
         )
     except httpx.HTTPError as error:
         raise GatewayError(f"cannot reach the gateway at {session.url}: {describe_error(error)}") from None
@@ -342,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", help="gateway URL, e.g. http://localhost:4000 (stack output gatewayUrl)")
     parser.add_argument("--key", help="master key (default: $LITELLM_MASTER_KEY, else stack output masterKey)")
     parser.add_argument("--stack", help="Pulumi stack whose outputs to read")
+    parser.add_argument("--ca", metavar="PEM_FILE",
+                        help="CA certificate to trust for https:// (default: the stack output caCertificate, if any)")
     parser.add_argument("--models-json", metavar="JSON_OR_FILE",
                         help='models to call: {"models": {"chat": [...], ...}, "toolModels": [...]}')
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per call (default %(default)s)")
@@ -354,11 +368,16 @@ def plan(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Session, dic
     if args.timeout <= 0:
         raise UsageError("--timeout must be a positive number of seconds")
     url, key = args.url, args.key or env.get("LITELLM_MASTER_KEY")
+    ca_file = args.ca
+    if ca_file is not None and not os.path.isfile(ca_file):
+        raise UsageError(f"--ca {ca_file!r} is not a file")
     models = parse_models_json(args.models_json) if args.models_json else None
     if not (url and key) or args.stack:
         outputs = stack_outputs(args.stack)
         url = url or outputs.get("gatewayUrl")
         key = key or outputs.get("masterKey")
+        if ca_file is None and isinstance(outputs.get("caCertificate"), str):
+            ca_file = _written(outputs["caCertificate"])
         if models is None and outputs.get("models") is not None:
             models = normalise_models(outputs["models"], outputs.get("toolModels"), "stack outputs")
     if not isinstance(url, str) or not url:
@@ -369,7 +388,16 @@ def plan(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Session, dic
     url = url[: -len("/v1")] if url.endswith("/v1") else url
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"--url must start with http:// or https://, got {url!r}")
-    return Session(url=url, key=key, timeout=args.timeout, voice=args.voice), models
+    return Session(url=url, key=key, timeout=args.timeout, voice=args.voice, ca_file=ca_file), models
+
+
+def _written(pem: str) -> str:
+    """A temporary file holding this PEM (httpx reads a CA from a file)."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".pem", prefix="llmstack-ca-", delete=False) as file:
+        file.write(pem)
+    return file.name
 
 
 def main(argv: list[str], out: TextIO | None = None) -> int:

@@ -1,6 +1,8 @@
 """Validates one stack's raw `llmstack` config into a StackConfig, collecting every mistake with its key and fix."""
 
 import difflib
+import ipaddress
+import re
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -240,6 +242,39 @@ def _gateway_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
             yield ConfigIssue(key_path(("gateway", "rateLimits", model)), "the rate limit sets neither rpm nor tpm", "set rpm, tpm or both")
 
 
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+def _edge_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
+    edge = stack.edge
+    if stack.gateway.replicas > 1 and edge is None:
+        yield ConfigIssue(
+            key_path(("gateway", "replicas")),
+            "several gateway replicas need the edge, which balances requests over them",
+            "add llmstack:edge (tls: internal, acme or off), or set replicas: 1",
+        )
+    if edge is None:
+        return
+    domain = edge.domain
+    is_ip = False
+    if domain is not None:
+        try:
+            ipaddress.ip_address(domain)
+            is_ip = True
+        except ValueError:
+            if not _HOST_NAME.match(domain):
+                yield ConfigIssue(key_path(("edge", "domain")), f"{domain!r} is not a host name or an IP address", "write the name clients use, such as llm.example.com")
+    if edge.tls == "acme":
+        if domain is None or is_ip:
+            yield ConfigIssue(key_path(("edge", "domain")), "tls: acme needs a DNS name that points at the gateway's host", "set domain: llm.example.com (or use tls: internal)")
+        if not edge.email or "@" not in edge.email or any(c.isspace() or c in '{}"`' for c in edge.email):
+            yield ConfigIssue(key_path(("edge", "email")), "tls: acme needs the email of the ACME account", "set email: ops@example.com")
+    elif edge.email is not None:
+        yield ConfigIssue(key_path(("edge", "email")), f"email is used by tls: acme only, not tls: {edge.tls}", "remove it, or set tls: acme")
+    if edge.tls == "acme" and edge.https_port == edge.http_port:
+        yield ConfigIssue(key_path(("edge", "httpPort")), "httpPort and httpsPort are the same port", "give them different ports")
+
+
 def _section_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
     """Each engine section's own checks of its blocks."""
     for spec, loc, block in registry.blocks(stack):
@@ -270,6 +305,7 @@ CHECKS = (
     Check(_host_issues, ("hosts", "gateway", ENGINES)),
     Check(_gateway_issues, ("gateway", ENGINES)),
     Check(_section_issues, (ENGINES,)),
+    Check(_edge_issues, ("gateway", "edge")),
     # Values that would run a command, leak a credential or collide on a Docker engine (config/safety.py).
     *(Check(run, tuple(ENGINES if read == safety.ENGINES else read for read in reads)) for run, reads in safety.CHECKS),
 )

@@ -340,7 +340,7 @@ def build_relay() -> None:
                 "SPEACHES_API_KEY": pulumi.Output.secret("speaches-key-77b2"),
             },
             "ports": [{"internal": caddy.RELAY_PORT, "external": 8443, "ip": "10.0.0.2"}],
-            "name_prefix": "relay",
+            "hostname": "relay",
         },
         opts=pulumi.ResourceOptions(parent=parent),
     )

@@ -96,8 +96,10 @@ def of_component(plan: Plan, name: str) -> list:
 
 
 def one(plan: Plan, name: str):
-    [found] = of_component(plan, name)
-    return found
+    """The container of a component; for the gateway, its first replica (every replica gets the same spec)."""
+    found = of_component(plan, name)
+    assert len(found) == 1 or name == "litellm", (name, len(found))
+    return sorted(found, key=lambda r: r.name)[0]
 
 
 
@@ -118,9 +120,17 @@ def secret_values(plan: Plan) -> Iterator[str]:
 # --- exposure ------------------------------------------------------------------------------------
 
 
-def test_only_the_gateway_publishes_a_port(stack):
+def test_only_the_gateway_or_the_edge_publishes_a_port(stack):
     raw, plan = stack
-    published = {c.inputs["name"]: c.inputs.get("ports") for c in containers(plan) if c.inputs.get("ports")}
+    published = {c.inputs["name"]: reveal(c.inputs.get("ports")) for c in containers(plan) if c.inputs.get("ports")}
+    if "edge" in raw:
+        # The edge alone publishes (HTTPS, plus HTTP for ACME; HTTP alone with tls off); the replicas answer on the network.
+        [edge] = of_component(plan, "caddy")
+        assert list(published) == [edge.inputs["name"]], published
+        tls = raw["edge"].get("tls", "internal")
+        expected = {"off": [80], "internal": [443], "acme": [443, 80]}[tls]
+        assert [p["external"] for p in published[edge.inputs["name"]]] == [raw["edge"].get("httpsPort" if p == 443 else "httpPort", p) for p in expected]
+        return
     gateway = one(plan, "litellm")
     assert list(published) == [gateway.inputs["name"]], published
     gateway_cfg = raw.get("gateway") or {}
@@ -144,8 +154,7 @@ def test_every_container_is_on_the_stack_network_under_its_own_name(stack):
         name = resource.inputs["name"]
         # The Docker name is scoped by the stack (`dev-ollama`); the alias the gateway uses is not.
         [attachment] = reveal(resource.inputs["networksAdvanced"])
-        [alias] = attachment["aliases"]
-        assert attachment["name"] == network and name.endswith("-" + alias), name
+        assert attachment["name"] == network and any(name.endswith("-" + alias) for alias in attachment["aliases"]), name
 
 
 def test_no_container_is_privileged_or_on_the_host_network(stack):

@@ -229,6 +229,21 @@ def test_outputs_come_from_pulumi_when_no_flags_are_given(
     assert "3 of 3 calls ok" in out
 
 
+def test_the_stack_ca_from_the_outputs_is_trusted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With `tls: internal` the stack output caCertificate is what the smoke check trusts (unless --ca says otherwise)."""
+    pem = "-----BEGIN CERTIFICATE-----\nstack ca\n-----END CERTIFICATE-----\n"
+    outputs = {"gatewayUrl": "https://gpu-01", "masterKey": "sk-" + "0" * 40, "caCertificate": pem}
+    monkeypatch.setattr(smoke, "stack_outputs", lambda stack: outputs)
+    args = smoke.build_parser().parse_args(["--stack", "prod", "--models-json", '{"models": {"chat": ["qwen3"]}}'])
+    session, _ = smoke.plan(args, {})
+    assert session.url == "https://gpu-01" and session.ca_file is not None
+    assert Path(session.ca_file).read_text() == pem
+    given = tmp_path / "mine.pem"
+    given.write_text(pem)
+    args = smoke.build_parser().parse_args(["--stack", "prod", "--ca", str(given), "--models-json", '{"models": {"chat": ["qwen3"]}}'])
+    assert smoke.plan(args, {})[0].ca_file == str(given)
+
+
 def test_an_unreachable_gateway_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     code, _, err = run_smoke(["--url", url, "--key", "sk-" + secrets.token_hex(8), "--timeout", "5"], capsys)
@@ -245,6 +260,7 @@ def test_an_unreachable_gateway_exits_1(capsys: pytest.CaptureFixture[str]) -> N
         (["--url", "http://x", "--key", "k", "--models-json", "{not json"], "invalid JSON"),
         (["--url", "http://x", "--key", "k", "--models-json", '{"chats": ["a"]}'], "unknown model kinds"),
         (["--url", "http://x", "--key", "k", "--timeout", "0"], "--timeout must be"),
+        (["--url", "https://x", "--key", "k", "--ca", "/nonexistent/ca.pem"], "--ca '/nonexistent/ca.pem' is not a file"),
         (["--bogus"], "unrecognized arguments"),
     ],
 )

@@ -9,39 +9,13 @@ from typing import Optional
 
 import pytest
 
-from config import plan as plan_module
-from config.plan import Plan, run_under_mocks
+from config.plan import Plan, mock_pem, run_under_mocks, tls_outputs  # noqa: F401 (re-exported for the tests)
 
 TLS = "tls:index/"
 
 
-def mock_pem(kind: str, name: str) -> str:
-    """A PEM-shaped marker, unique per resource: `-----BEGIN <kind>-----` around `mock <name>`."""
-    return f"-----BEGIN {kind}-----\nmock {name}\n-----END {kind}-----\n"
-
-
-def tls_outputs(type_: str, name: str) -> dict[str, str]:
-    """The outputs pulumi-tls would return for this resource (camelCase, as the engine sends them)."""
-    if type_ == f"{TLS}privateKey:PrivateKey":
-        return {"privateKeyPem": mock_pem("EC PRIVATE KEY", name), "publicKeyPem": mock_pem("PUBLIC KEY", name)}
-    if type_ == f"{TLS}certRequest:CertRequest":
-        return {"certRequestPem": mock_pem("CERTIFICATE REQUEST", name)}
-    if type_ in (f"{TLS}selfSignedCert:SelfSignedCert", f"{TLS}locallySignedCert:LocallySignedCert"):
-        return {"certPem": mock_pem("CERTIFICATE", name)}
-    return {}
-
-
-class TlsMocks(plan_module._Mocks):
-    """config/plan.py's mocks, plus pulumi-tls outputs."""
-
-    def new_resource(self, args):  # type: ignore[no-untyped-def]
-        resource_id, outputs = super().new_resource(args)
-        return resource_id, {**outputs, **tls_outputs(args.typ, args.name)}
-
-
 def run_library(body: Callable[[], None], monkeypatch: pytest.MonkeyPatch, stack: str = "dev") -> Plan:
-    """Runs `body` as a Pulumi program under the TLS-aware mocks; returns what it registered and exported."""
-    monkeypatch.setattr(plan_module, "_Mocks", TlsMocks)
+    """Runs `body` as a Pulumi program under config/plan.py's mocks (which answer pulumi-tls too)."""
     return run_under_mocks(body, {}, [], stack=stack)
 
 

@@ -121,10 +121,13 @@ def test_every_route_passes_through_the_edge_in_front_of_the_real_gateway(
         cert_file=str(cert_file), key_file=str(key_file), health_port=health_port, health_interval="1s",
     )
     (tmp_path / "ca.pem").write_text(ca.cert_pem)
-    # The smoke check's clients (openai, httpx) read the CA bundle from SSL_CERT_FILE.
-    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     with real_caddy.running(text, tmp_path / "edge", health_port):
         edge = Deployment(deployment.rendered, f"https://{RELAY_ADDRESS}:{port}", deployment.backends, deployment.hosts, None, tmp_path)
-        code, output, rows = harness.run_smoke(edge, "--models-json", deployment.rendered.models_json())
+        # Without the stack CA the edge's certificate is not trusted: nothing is called.
+        untrusted, untrusted_output, _ = harness.run_smoke(edge, "--models-json", deployment.rendered.models_json(), timeout=10)
+        # `config smoke --ca` trusts it (the stack output caCertificate, with `tls: internal`).
+        code, output, rows = harness.run_smoke(edge, "--models-json", deployment.rendered.models_json(), "--ca", str(tmp_path / "ca.pem"))
+    assert untrusted != 0 and "CERTIFICATE_VERIFY_FAILED" in untrusted_output, untrusted_output
     assert code == 0, output
     assert rows == harness.expected_rows(deployment.rendered.outputs)

@@ -1,0 +1,95 @@
+"""The `llmstack:edge` section: the HTTPS reverse proxy (components/caddy.py) in front of the gateway replicas.
+
+With an edge, it alone publishes ports; the gateway replicas publish nothing and are balanced per request.
+`tls: internal` serves a certificate from the stack CA (components/stack_ca.py), whose certificate is a stack
+output so clients can trust it; `acme` gets one from Let's Encrypt; `off` is plain HTTP for a laptop.
+"""
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+
+from components.caddy import CaddyPort, CaddyProxy, CaddyProxyArgs, render_edge_caddyfile, tls_files
+from components.stack_ca import StackCA
+
+from .registry import EDGE_HOSTNAME
+from .schema import Edge, StackConfig
+from .sites import Site
+
+
+@dataclass
+class DeployedEdge:
+    """The edge of a stack: its proxy, the URL clients use, and the CA to trust (`tls: internal`)."""
+
+    proxy: CaddyProxy
+    url: str
+    ca_cert_pem: Optional[pulumi.Output[str]]
+
+
+def edge_domain(edge: Edge, site: Site) -> str:
+    """The name (or address) clients reach the edge at: the one given, else the gateway host's address."""
+    return edge.domain or site.client_address
+
+
+def edge_url(edge: Edge, domain: str) -> str:
+    """`https://llm.example.com` (the port only when it is not the scheme's own)."""
+    scheme, port, default = ("http", edge.http_port, 80) if edge.tls == "off" else ("https", edge.https_port, 443)
+    host = f"[{domain}]" if ":" in domain else domain
+    return f"{scheme}://{host}" + ("" if port == default else f":{port}")
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return False
+
+
+def ports(edge: Edge) -> list[CaddyPort]:
+    """What the edge publishes: HTTPS (and HTTP for ACME challenges and redirects), or HTTP alone with tls off."""
+    if edge.tls == "off":
+        return [{"internal": edge.http_port, "external": edge.http_port, "ip": edge.bind}]
+    published: list[CaddyPort] = [{"internal": edge.https_port, "external": edge.https_port, "ip": edge.bind}]
+    if edge.tls == "acme":
+        published.append({"internal": edge.http_port, "external": edge.http_port, "ip": edge.bind})
+    return published
+
+
+def deploy_edge(stack: StackConfig, site: Site, upstreams: pulumi.Output[list[str]], name_prefix: str) -> DeployedEdge:
+    """The CA (for `tls: internal`), the edge's certificate and the Caddy container in front of the gateway."""
+    edge = stack.edge
+    assert edge is not None
+    domain = edge_domain(edge, site)
+    args: CaddyProxyArgs = {
+        "network_name": site.network.name,
+        "caddyfile": upstreams.apply(
+            lambda hosts: render_edge_caddyfile(
+                tls=edge.tls,
+                upstreams=hosts,
+                domain=domain if edge.tls != "off" else None,
+                email=edge.email,
+                https_port=edge.https_port,
+                http_port=edge.http_port,
+            )
+        ),
+        "ports": ports(edge),
+        "hostname": EDGE_HOSTNAME,
+    }
+    if name_prefix:
+        args["name_prefix"] = name_prefix
+    if edge.image:
+        args["image"] = edge.image
+    ca_cert_pem = None
+    opts = site.options()
+    if edge.tls == "internal":
+        ca = StackCA("stack-ca", {}, opts=opts)
+        ca_cert_pem = ca.cert_pem
+        certificate = ca.issue_server_certificate(
+            "edge", dns_names=[] if _is_ip(domain) else [domain], ip_addresses=[domain] if _is_ip(domain) else []
+        )
+        args["files"] = tls_files(certificate.cert_pem, certificate.private_key_pem)
+    proxy = CaddyProxy("edge", args, opts=opts)
+    return DeployedEdge(proxy, edge_url(edge, domain), ca_cert_pem)

@@ -1,0 +1,112 @@
+"""`llmstack:edge`: the HTTPS edge in front of the gateway replicas, rendered from a stack and checked by the real Caddy."""
+
+import pytest
+
+from components import caddy
+from config.errors import StackConfigError
+from config.plan import Plan, is_secret, reveal, run_program
+from config.source import from_stack_file
+from config.validation import check_stack
+from tests import real_caddy
+from tests.conftest import ROOT, container
+from tests.stack_ca_files import make_ca, write_server_files
+
+OLLAMA = {"models": [{"name": "small", "model": "qwen2.5:0.5b"}]}
+CONTAINER = "docker:index/container:Container"
+
+
+def published(plan: Plan) -> dict[str, list[dict]]:
+    return {r.name: reveal(r.inputs["ports"]) for r in plan.of_type(CONTAINER) if r.inputs.get("ports")}
+
+
+def uploaded(plan: Plan, name: str) -> dict[str, str]:
+    return {u["file"]: u["content"] for u in reveal(container(plan, name).inputs["uploads"])}
+
+
+@pytest.fixture(scope="module")
+def prod() -> Plan:
+    return run_program(from_stack_file(ROOT / "Pulumi.prod.yaml"), stack="prod")
+
+
+def test_prod_publishes_only_https_through_the_edge(prod):
+    assert published(prod) == {"edge": [{"internal": 443, "external": 443, "ip": "0.0.0.0"}]}
+    assert prod.outputs["gatewayUrl"] == "https://gpu-01"
+    assert prod.outputs["caCertificate"].startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_prod_runs_two_gateway_replicas_the_edge_balances_over(prod):
+    replicas = [container(prod, name) for name in ("gateway", "gateway-2")]
+    assert [r.inputs["name"] for r in replicas] == ["prod-litellm", "prod-litellm-2"]
+    assert [reveal(r.inputs["networksAdvanced"])[0]["aliases"] for r in replicas] == [["litellm", "litellm-1"], ["litellm", "litellm-2"]]
+    assert replicas[0].inputs["command"] == replicas[1].inputs["command"] == ["--config", "/app/config.yaml", "--port", "4000", "--num_workers", "2"]
+    # One after the other: the second replica waits for the first to be healthy.
+    assert replicas[0].urn in replicas[1].depends_on
+    caddyfile = uploaded(prod, "edge")[caddy.CADDYFILE_PATH]
+    assert "reverse_proxy litellm-1:4000 litellm-2:4000 {" in caddyfile
+    assert "health_uri /health/readiness" in caddyfile and "flush_interval -1" in caddyfile
+
+
+def test_the_edge_key_is_a_secret_and_the_certificate_names_the_host(prod):
+    edge = container(prod, "edge")
+    files = uploaded(prod, "edge")
+    assert set(files) == {caddy.CADDYFILE_PATH, caddy.CERT_FILE, caddy.KEY_FILE}
+    # The private key never appears in plaintext in the container's inputs: the uploads carrying it are secret.
+    assert is_secret(edge.inputs["uploads"]) or all(
+        is_secret(u) or is_secret(u.get("content")) for u in edge.inputs["uploads"] if reveal(u)["file"] == caddy.KEY_FILE
+    )
+    assert "PRIVATE KEY" in files[caddy.KEY_FILE]
+    csr = prod.named("edge-tls-csr")
+    assert csr.inputs["dnsNames"] == ["gpu-01"] and "ipAddresses" not in csr.inputs
+    assert prod.named("stack-ca-cert").inputs["isCaCertificate"] is True
+
+
+def test_the_rendered_prod_caddyfile_passes_the_real_caddy(prod, tmp_path):
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    cert_pem, key_pem = make_ca().issue(["gpu-01"], [])
+    write_server_files(tls, cert_pem, key_pem)
+    caddyfile = uploaded(prod, "edge")[caddy.CADDYFILE_PATH]
+    local = caddyfile.replace(caddy.CERT_FILE, str(tls / "server.crt")).replace(caddy.KEY_FILE, str(tls / "server.key"))
+    done = real_caddy.validate(local, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_acme_publishes_https_and_http_with_no_stack_ca():
+    plan = run_program({"ollama": OLLAMA, "edge": {"tls": "acme", "domain": "llm.example.com", "email": "ops@example.com"}})
+    assert [p["external"] for p in published(plan)["edge"]] == [443, 80]
+    assert plan.outputs["gatewayUrl"] == "https://llm.example.com" and "caCertificate" not in plan.outputs
+    assert not [r for r in plan.resources if r.type.startswith("tls:")]
+    caddyfile = uploaded(plan, "edge")[caddy.CADDYFILE_PATH]
+    assert "email ops@example.com" in caddyfile and "Strict-Transport-Security" in caddyfile
+
+
+def test_tls_off_is_plain_http_for_a_laptop():
+    plan = run_program({"ollama": OLLAMA, "edge": {"tls": "off", "httpPort": 8080, "bind": "127.0.0.1"}})
+    assert published(plan) == {"edge": [{"internal": 8080, "external": 8080, "ip": "127.0.0.1"}]}
+    assert plan.outputs["gatewayUrl"] == "http://localhost:8080"
+
+
+def test_an_ip_address_goes_into_the_certificate_as_an_address():
+    plan = run_program({"ollama": OLLAMA, "edge": {"domain": "10.0.0.2"}})
+    csr = plan.named("edge-tls-csr")
+    assert csr.inputs["ipAddresses"] == ["10.0.0.2"] and "dnsNames" not in csr.inputs
+
+
+@pytest.mark.parametrize(
+    "raw, key, fix",
+    [
+        ({"gateway": {"replicas": 2}}, "llmstack:gateway.replicas", "add llmstack:edge"),
+        ({"edge": {"tls": "acme", "email": "ops@example.com"}}, "llmstack:edge.domain", "set domain: llm.example.com"),
+        ({"edge": {"tls": "acme", "domain": "10.0.0.2", "email": "ops@example.com"}}, "llmstack:edge.domain", "set domain"),
+        ({"edge": {"tls": "acme", "domain": "llm.example.com"}}, "llmstack:edge.email", "set email"),
+        ({"edge": {"tls": "internal", "email": "ops@example.com"}}, "llmstack:edge.email", "remove it, or set tls: acme"),
+        ({"edge": {"domain": "llm.example.com/x?"}}, "llmstack:edge.domain", "write the name clients use"),
+        ({"edge": {"tls": "https"}}, "llmstack:edge.tls", "internal"),
+        ({"ollama": {"models": [{"name": "edge", "model": "qwen2.5:0.5b"}]}}, "llmstack:ollama.models[0].name", "choose another model name"),
+    ],
+)
+def test_edge_mistakes_name_the_key_and_the_fix(raw, key, fix):
+    with pytest.raises(StackConfigError) as error:
+        check_stack({"ollama": OLLAMA, **raw})
+    lines = [line for line in error.value.report().splitlines() if line.startswith(f"  - {key}:")]
+    assert lines and any(fix in line for line in lines), error.value.report()
