@@ -7,7 +7,7 @@ import pulumi
 from components.litellm import LiteLLMProxy, LiteLLMProxyArgs
 from components.model_entry import LiteLLMModelEntry, models_by_route
 
-from . import registry
+from . import monitoring, registry
 from .deployment import DeployContext, EngineDeployment
 from .errors import StackConfigError
 from .schema import StackConfig
@@ -66,6 +66,7 @@ def gateway_args(
     args.update({k: v for k, v in optional.items() if v is not None})  # type: ignore[typeddict-item]
     if stack.master_key is not None:
         args["master_key"] = pulumi.Output.secret(stack.master_key.plaintext or "")
+    args.update(monitoring.gateway_metrics_args(stack))  # type: ignore[typeddict-item]
     return args
 
 
@@ -84,6 +85,7 @@ def deploy_stack(checked: CheckedStack) -> dict[str, Any]:
         "masterKey": pulumi.Output.secret(gateway.master_key),
         "models": entries.apply(models_by_route),
         "toolModels": entries.apply(lambda es: sorted(e["model_name"] for e in es if e.get("supports_function_calling"))),
+        **monitoring.deploy_monitoring(context, gateway),
     }
 
 
