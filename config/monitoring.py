@@ -201,7 +201,11 @@ def monitoring_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
             seen[port] = loc
     for name, loc in registry.model_locations(stack):
         if name in CONTAINER_NAMES:
-            yield ConfigIssue(key_path(loc), f"{name!r} is the name of a monitoring container", "choose another model name")
+            yield ConfigIssue(
+                key_path(loc),
+                f"{name!r} is the name of a monitoring container",
+                f"choose another model name; monitoring uses {', '.join(CONTAINER_NAMES)}",
+            )
     if settings.gpu_exporter.enabled:
         for host in gpu_hosts(stack):
             if host != gateway_host:

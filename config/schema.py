@@ -249,6 +249,8 @@ def _monitoring_shorthand(value: Any) -> Any:
     """`llmstack:monitoring: true` (or false) for the defaults."""
     if isinstance(value, bool):
         return {"enabled": value}
+    if value is not None and not isinstance(value, dict):
+        raise problem(f"{value!r} is not a monitoring setting", "write true, false, or a mapping such as {retention: 30d}")
     return value
 
 
