@@ -259,6 +259,8 @@ def deploy_monitoring(context: DeployContext, gateway: LiteLLMProxy) -> dict[str
         "targets": targets,
         "retention": settings.retention,
         "scrape_interval": settings.scrape_interval,
+        # Rules are evaluated as often as targets are scraped: an alert goes pending at the first evaluation that sees it.
+        "evaluation_interval": settings.scrape_interval,
         "alert_thresholds": alert_thresholds(settings),
     }
     if credentials:
