@@ -283,7 +283,8 @@ def deploy_monitoring(context: DeployContext, gateway: LiteLLMProxy) -> dict[str
         grafana_args["bind_port"] = settings.grafana.port
     if settings.grafana.image:
         grafana_args["image"] = settings.grafana.image
-    grafana = Grafana("grafana", grafana_args, opts=site.options(depends_on=[prometheus]))
+    # Grafana needs only Prometheus' URL, not a healthy Prometheus: both start together.
+    grafana = Grafana("grafana", grafana_args, opts=site.options())
 
     outputs: dict[str, Any] = {"grafanaAdminPassword": pulumi.Output.secret(grafana.admin_password)}
     # Published on the gateway host's loopback only (reach them with `ssh -L` from elsewhere).
