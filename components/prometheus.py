@@ -74,9 +74,13 @@ class PrometheusArgs(TypedDict):
     blackbox_image: NotRequired[str]
     """blackbox_exporter image override."""
     container_name: NotRequired[str]
-    """Container name and network alias (default `prometheus`); the probe container is `<name>-blackbox`."""
+    """Network alias (default `prometheus`), and the container's name after the prefix; the probe container is
+    `<name>-blackbox`."""
+    name_prefix: NotRequired[str]
+    """Prefix of the Docker names of the containers and the volume (e.g. the stack name: `prod-prometheus`); the
+    network aliases stay unprefixed."""
     data_volume_name: NotRequired[str]
-    """Retained volume for the time series (default `<container_name>-data`)."""
+    """Retained volume for the time series (default `<prefix>-<container_name>-data`)."""
 
 
 def retention_flag(retention: str) -> str:
@@ -122,6 +126,7 @@ class Prometheus(pulumi.ComponentResource):
         if missing:
             raise ValueError(f"Prometheus {name}: the targets name {', '.join(missing)}, which were not given")
         container_name = args.get("container_name") or "prometheus"
+        prefix = args.get("name_prefix")
         blackbox_name = f"{container_name}-blackbox"
         network = args["network_name"]
         token_names, ca_names = credential_names(targets)
@@ -156,7 +161,7 @@ class Prometheus(pulumi.ComponentResource):
             probe = container.service_container(
                 f"{name}-blackbox",
                 parent=self,
-                container_name=blackbox_name,
+                container_name=container.docker_name(prefix, blackbox_name),
                 image=container.pinned_image(f"{name}-blackbox-image", args.get("blackbox_image") or BLACKBOX_IMAGE, self),
                 network_name=network,
                 aliases=[blackbox_name],
@@ -170,12 +175,12 @@ class Prometheus(pulumi.ComponentResource):
             depends.append(probe)
 
         data = container.retained_volume(
-            f"{name}-data", args.get("data_volume_name") or f"{container_name}-data", "prometheus", self
+            f"{name}-data", args.get("data_volume_name") or container.docker_name(prefix, f"{container_name}-data"), "prometheus", self
         )
         self.container = container.service_container(
             name,
             parent=self,
-            container_name=container_name,
+            container_name=container.docker_name(prefix, container_name),
             image=container.pinned_image(f"{name}-image", args.get("image") or IMAGE, self),
             network_name=network,
             aliases=[container_name],

@@ -25,6 +25,7 @@ from components.scrape_config import ScrapeTarget
 
 from . import registry
 from .deployment import DeployContext, EngineDeployment
+from .engine_ids import image_problem
 from .errors import ConfigIssue, key_path
 from .gpu_plan import GpuPlan
 from .registry import SectionSpec
@@ -40,8 +41,9 @@ GATEWAY_TARGET = "gateway"
 GPUS_TARGET = "gpus"
 # Replicas come with the several-hosts work; today every model has one.
 ONLY_REPLICA = "0"
-# The default container names (and network aliases) of the monitoring components: no model may take one.
-CONTAINER_NAMES = (
+# The network aliases of the monitoring containers (their Docker names after the stack's prefix): no model may
+# take one, in any case (Docker's DNS ignores case).
+HOSTNAMES = (
     "prometheus",
     "prometheus-blackbox",
     "grafana",
@@ -199,12 +201,21 @@ def monitoring_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
             yield ConfigIssue(key_path(loc), f"host port {port} is already taken by {key_path(seen[port])}", "choose another port")
         else:
             seen[port] = loc
+    images = {
+        ("prometheus", "image"): settings.prometheus.image,
+        ("prometheus", "blackboxImage"): settings.prometheus.blackbox_image,
+        ("grafana", "image"): settings.grafana.image,
+        ("gpuExporter", "image"): settings.gpu_exporter.image,
+    }
+    for where, image in images.items():
+        if image is not None and image_problem(image):
+            yield ConfigIssue(key_path(("monitoring", *where)), f"{image!r} {image_problem(image)}", "write an image such as prom/prometheus:v3.13.2")
     for name, loc in registry.model_locations(stack):
-        if name in CONTAINER_NAMES:
+        if name.lower() in HOSTNAMES:
             yield ConfigIssue(
                 key_path(loc),
                 f"{name!r} is the name of a monitoring container",
-                f"choose another model name; monitoring uses {', '.join(CONTAINER_NAMES)}",
+                f"choose another model name; monitoring uses {', '.join(HOSTNAMES)}",
             )
     if settings.gpu_exporter.enabled:
         for host in gpu_hosts(stack):
@@ -241,6 +252,8 @@ def deploy_monitoring(context: DeployContext, gateway: LiteLLMProxy) -> dict[str
     exporter_hosts = gpu_hosts(stack) if settings.gpu_exporter.enabled else []
     for host in exporter_hosts:
         exporter_args: GpuExporterArgs = {"network_name": context.sites[host].network.name}
+        if context.name_prefix:
+            exporter_args["name_prefix"] = context.name_prefix
         if settings.gpu_exporter.image:
             exporter_args["image"] = settings.gpu_exporter.image
         exporter = GpuExporter(f"gpu-exporter-{host}", exporter_args, opts=context.sites[host].options())
@@ -265,6 +278,8 @@ def deploy_monitoring(context: DeployContext, gateway: LiteLLMProxy) -> dict[str
     }
     if credentials:
         prometheus_args["credentials"] = credentials
+    if context.name_prefix:
+        prometheus_args["name_prefix"] = context.name_prefix
     optional: dict[str, Any] = {
         "bind_port": settings.prometheus.port,
         "image": settings.prometheus.image,
@@ -279,6 +294,8 @@ def deploy_monitoring(context: DeployContext, gateway: LiteLLMProxy) -> dict[str
         "models": dashboard_models(placed),
         "gpus": gpu_reservations(stack, context.gpu_plan, exporter_hosts),
     }
+    if context.name_prefix:
+        grafana_args["name_prefix"] = context.name_prefix
     if settings.grafana.port is not None:
         grafana_args["bind_port"] = settings.grafana.port
     if settings.grafana.image:

@@ -78,6 +78,17 @@ def test_every_engine_the_gateway_and_the_gpu_exporter_are_watched_with_their_la
     assert probed == {"ollama/gpu-01/ollama/0": ["http://ollama:11434/api/version"], "speaches/gpu-01/speaches/0": ["http://speaches:8000/health"]}
 
 
+def test_docker_names_are_scoped_by_the_stack_and_aliases_are_not(prod):
+    expected = {"prometheus": "prometheus", "prometheus-blackbox": "prometheus-blackbox", "grafana": "grafana",
+                "gpu-exporter-gpu-01": "dcgm-exporter"}
+    for resource, alias in expected.items():
+        inputs = container(prod, resource).inputs
+        assert inputs["name"] == f"prod-{alias}"
+        assert [n["aliases"] for n in reveal(inputs["networksAdvanced"])] == [[alias]]
+    assert prod.named("prometheus-data").inputs["name"] == "prod-prometheus-data"
+    assert prod.named("grafana-data").inputs["name"] == "prod-grafana-data"
+
+
 def test_the_speaches_probe_sends_its_key_from_a_secret_file(prod):
     blackbox = container(prod, "prometheus-blackbox")
     files = uploads(blackbox)
@@ -105,8 +116,7 @@ def test_the_gateway_exports_metrics_on_an_unpublished_listener(prod):
 
 def test_without_the_key_nothing_is_watched_and_the_gateway_is_unchanged():
     plain = plan_of(DEV, "dev")
-    names = {c.inputs["name"] for c in plain.of_type(CONTAINER)}
-    assert not names & {"prometheus", "prometheus-blackbox", "grafana", "dcgm-exporter"}
+    assert not {c.name for c in plain.of_type(CONTAINER)} & {"prometheus", "prometheus-blackbox", "grafana", "gpu-exporter-local"}
     assert "callbacks" not in gateway_config(plain)["litellm_settings"]
     assert litellm_metrics.METRICS_PORT_ENV not in envs_of(container(plain, "gateway"))
     off = plan_of(with_monitoring(PROD, {"enabled": False, "retention": "30d"}))

@@ -8,6 +8,7 @@ import pulumi
 import pytest
 from pydantic import Field
 
+from components.container import docker_name as container_docker_name
 from components.engine import EngineDescription, EngineServer
 from components.model_entry import engine_entries, key_env_name
 from config import registry
@@ -37,6 +38,7 @@ class TeiServerArgs(TypedDict):
     models: list[TeiModel]
     gpus: NotRequired[list[str]]
     image: NotRequired[str]
+    name_prefix: NotRequired[str]
 
 
 class TeiServer(EngineServer):
@@ -45,13 +47,14 @@ class TeiServer(EngineServer):
         [model] = args["models"]
         description = EngineDescription(
             component="tei",
-            container_name="tei",
+            container_name=container_docker_name(args.get("name_prefix"), "tei"),
+            hostname="tei",
             image=args.get("image") or "ghcr.io/huggingface/text-embeddings-inference:cpu-1.8",
             command=["--model-id", model["model"], "--port", "80"],
             health_test=["CMD", "curl", "-fsS", "http://localhost:80/health"],
             health_start_period="10m",
             data_path="/data",
-            data_volume="tei-data",
+            data_volume=container_docker_name(args.get("name_prefix"), "tei-data"),
             data_resource="data",
             key_env="API_KEY",
             gpus=args.get("gpus"),
@@ -83,12 +86,14 @@ def deploy(section: Tei, context: DeployContext) -> EngineDeployment:
         "models": [{"name": m.name, "model": m.model} for m in section.models],
     }
     args.update(image_and_gpus(section))  # type: ignore[typeddict-item]
+    if context.name_prefix:
+        args["name_prefix"] = context.name_prefix
     return context.place(section, lambda opts: TeiServer("tei", args, opts=opts))
 
 
 @pytest.fixture
 def tei_section():
-    spec = registry.register(SectionSpec(key="tei", model=Tei, deploy=deploy, container_names=("tei",)))
+    spec = registry.register(SectionSpec(key="tei", model=Tei, deploy=deploy, hostnames=("tei",)))
     yield spec
     registry.unregister("tei")
 
@@ -110,7 +115,7 @@ def test_the_section_is_part_of_the_schema_and_the_derived_lists(tei_section):
 def test_a_stack_using_it_renders_with_its_container_key_and_gateway_entry(tei_section):
     plan = run_program({"tei": TEI, "vllm": [VLLM], "hosts": {"local": {"gpus": [{"id": "0", "memoryGiB": 24}]}}})
     tei = container(plan, "tei")
-    assert tei.inputs["name"] == "tei" and tei.inputs["command"] == ["--model-id", "Alibaba-NLP/gte-base-en-v1.5", "--port", "80"]
+    assert tei.inputs["name"] == "dev-tei" and tei.inputs["command"] == ["--model-id", "Alibaba-NLP/gte-base-en-v1.5", "--port", "80"]
     assert plan.named("tei-data").retain_on_delete
     assert is_secret(tei.inputs["envs"]) and any(e.startswith("API_KEY=") for e in reveal(tei.inputs["envs"]))
     gateway = reveal(container(plan, "gateway").inputs)

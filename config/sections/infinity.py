@@ -32,6 +32,8 @@ def server_args(section: Infinity, context: DeployContext) -> InfinityServerArgs
         "network_name": context.site(section).network.name,
         "models": [{"name": m.name, "model": m.model, "mode": m.mode} for m in section.models],
     }
+    if context.name_prefix:
+        args["name_prefix"] = context.name_prefix
     args.update(image_and_gpus(section))  # type: ignore[typeddict-item]
     if context.hf_token is not None:
         args["hf_token"] = context.hf_token
@@ -44,5 +46,5 @@ def deploy(section: Infinity, context: DeployContext) -> EngineDeployment:
 
 
 SECTION = register(
-    SectionSpec(key="infinity", model=Infinity, deploy=deploy, container_names=(infinity_facts.CONTAINER_NAME,))
+    SectionSpec(key="infinity", model=Infinity, deploy=deploy, hostnames=(infinity_facts.CONTAINER_NAME,))
 )

@@ -62,6 +62,8 @@ def server_args(section: Ollama, context: DeployContext) -> OllamaServerArgs:
         "models": [model_args(m) for m in section.models],
         "env": dict(section.env),
     }
+    if context.name_prefix:
+        args["name_prefix"] = context.name_prefix
     args.update(image_and_gpus(section))  # type: ignore[typeddict-item]
     return args
 
@@ -71,4 +73,4 @@ def deploy(section: Ollama, context: DeployContext) -> EngineDeployment:
     return context.place(section, lambda opts: OllamaServer("ollama", server_args(section, context), opts=opts))
 
 
-SECTION = register(SectionSpec(key="ollama", model=Ollama, deploy=deploy, container_names=(ollama_facts.CONTAINER_NAME,)))
+SECTION = register(SectionSpec(key="ollama", model=Ollama, deploy=deploy, hostnames=(ollama_facts.CONTAINER_NAME,)))

@@ -37,6 +37,8 @@ def server_args(section: Speaches, context: DeployContext) -> SpeachesServerArgs
         "ssh_opts": list(host.ssh_opts),
         "models": [{"name": m.name, "model": m.model, "mode": ROUTE_MODES[m.mode]} for m in section.models],
     }
+    if context.name_prefix:
+        args["name_prefix"] = context.name_prefix
     args.update(image_and_gpus(section))  # type: ignore[typeddict-item]
     if context.hf_token is not None:
         args["hf_token"] = context.hf_token
@@ -49,5 +51,5 @@ def deploy(section: Speaches, context: DeployContext) -> EngineDeployment:
 
 
 SECTION = register(
-    SectionSpec(key="speaches", model=Speaches, deploy=deploy, container_names=(speaches_facts.CONTAINER_NAME,))
+    SectionSpec(key="speaches", model=Speaches, deploy=deploy, hostnames=(speaches_facts.CONTAINER_NAME,))
 )

@@ -320,11 +320,12 @@ def probe_wiring(engine: api.Engine, plan: Plan, report: Report) -> None:
     code, out = engine.exec(redis, ["sh", "-c", 'redis-cli -a "$REDIS_PASSWORD" --no-auth-warning client list'])
     fields = [dict(f.split("=", 1) for f in line.split() if "=" in f) for line in out.splitlines()]
     report.gateway_redis_commands = sorted(f.get("cmd", "?") for f in fields if f.get("addr", "").rsplit(":", 1)[0] in ips)
-    code, out = engine.exec("ollama", ["ollama", "list"], timeout=30)
+    code, out = engine.exec(containers(plan)["ollama"]["name"], ["ollama", "list"], timeout=30)
     report.ollama_models_after_up = sorted(line.split()[0] for line in out.splitlines()[1:] if line.strip())
 
 
-#: The engine the monitoring check stops: a scraped one (its `up` turns 0), named by its network alias.
+#: The engine the monitoring check stops: a scraped one (its `up` turns 0); its resource name, which is also
+#: its network alias and its `model` label.
 STOPPED_ENGINE = "infinity"
 MONITORING_WAIT_S = 60.0
 
@@ -388,7 +389,7 @@ def check_monitoring(engine: api.Engine, plan: Plan, report: Report, log: Log) -
     report.grafana_datasource = source["url"]
 
     t0 = time.monotonic()
-    engine.request("POST", f"/containers/{STOPPED_ENGINE}/stop", params={"t": 5})
+    engine.request("POST", f"/containers/{containers(plan)[STOPPED_ENGINE]['name']}/stop", params={"t": 5})
 
     def pending() -> list[tuple[str, str, str]]:
         groups = _get_json(f"{prometheus}/api/v1/rules")["data"]["groups"]
