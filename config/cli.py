@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from . import registry
+from . import monitoring, registry
 from .deployment import name_prefix_of
 from .errors import StackConfigError
 from .plan import Plan, masked, reveal, run_program
@@ -33,7 +33,7 @@ def summary(path: Path, stack: StackConfig) -> str:
     return (
         f"{path}: ok: {len(stack.hosts)} host(s) ({', '.join(sorted(stack.hosts))}), "
         f"engines: {', '.join(engines) or 'none'}, {len(registry.model_locations(stack))} model(s), "
-        f"gateway published on {stack.gateway.bind}:{stack.gateway.port}, {names}"
+        f"gateway published on {stack.gateway.bind}:{stack.gateway.port}, {names}, {monitoring.summary(stack)}"
     )
 
 

@@ -55,6 +55,21 @@ def enabled(stack: StackConfig) -> bool:
     return stack.monitoring is not None and stack.monitoring.enabled
 
 
+def summary(stack: StackConfig) -> str:
+    """For `config check`: what monitoring deploys and where its UIs are, or that it is off."""
+    if not enabled(stack):
+        return "monitoring off"
+    settings = stack.monitoring
+    assert settings is not None
+    parts = [
+        f"{name} on {'127.0.0.1:' + str(port) if port is not None else 'the stack network only'}"
+        for name, port in (("Prometheus", settings.prometheus.port), ("Grafana", settings.grafana.port))
+    ]
+    hosts = gpu_hosts(stack) if settings.gpu_exporter.enabled else []
+    parts.append(f"GPU exporter on {', '.join(hosts)}" if hosts else "no GPU exporter")
+    return "monitoring: " + ", ".join(parts)
+
+
 def gateway_metrics_args(stack: StackConfig) -> dict[str, Any]:
     """The LiteLLMProxy args that turn on its metrics listener (none when monitoring is off)."""
     return {"metrics_port": METRICS_PORT} if enabled(stack) else {}

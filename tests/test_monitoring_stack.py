@@ -239,3 +239,14 @@ def test_gpu_hosts_are_those_listing_gpus_or_running_gpu_services():
     assert monitoring.gpu_hosts(check_stack(DEV).config) == []
     rehearsal = from_stack_file(ROOT / "tests" / "rehearsal" / "Pulumi.rehearsal.yaml")
     assert monitoring.gpu_hosts(check_stack(rehearsal).config) == ["local"]  # no inventory, but vLLM asks for GPU 0
+
+
+def test_config_check_says_what_monitoring_deploys():
+    assert monitoring.summary(check_stack(PROD).config) == (
+        "monitoring: Prometheus on 127.0.0.1:9090, Grafana on 127.0.0.1:3000, GPU exporter on gpu-01"
+    )
+    assert monitoring.summary(check_stack(DEV).config) == "monitoring off"
+    quiet = with_monitoring(DEV, {"grafana": {"port": None}})
+    assert monitoring.summary(check_stack(quiet).config) == (
+        "monitoring: Prometheus on 127.0.0.1:9090, Grafana on the stack network only, no GPU exporter"
+    )
