@@ -80,6 +80,29 @@ def _named_secrets(value: Any, loc: tuple) -> Iterable[tuple]:
             yield from _named_secrets(item, (*loc, i))
 
 
+def named_secret_issues(value: Any, loc: tuple) -> Iterable[ConfigIssue]:
+    """Values under keys that name a secret (`token`, `api_key`, ...) in a free-form mapping (engine env, model
+    overrides); one that also looks like a credential is reported by the stack-wide check already."""
+    for where in _named_secrets(value, loc):
+        item = value
+        for part in where[len(loc):]:
+            item = item[part]
+        if not (isinstance(item, str) and credential_kind(item)):
+            yield ConfigIssue(key_path(where), "names a secret and holds it in plaintext", HOW_TO_SET)
+
+
+def secret_flag_issues(extra_args: list[str], loc: tuple) -> Iterable[ConfigIssue]:
+    """vLLM flags in extraArgs whose value is a credential (it would sit in plaintext in the container's command)."""
+    for arg in extra_args:
+        name = vllm_cli.flag_name(arg)
+        if name in SECRET_VLLM_FLAGS or (name and name.startswith("--") and SECRET_NAME.search(name)):
+            yield ConfigIssue(
+                key_path(loc),
+                f"{name} would put a credential in plaintext in the container's command",
+                SECRET_VLLM_FLAGS.get(name, HOW_TO_SET),
+            )
+
+
 def _docker_url_issues(stack: Any) -> Iterable[ConfigIssue]:
     for name, host in sorted(stack.hosts.items()):
         try:
@@ -104,21 +127,6 @@ def credential_issues(stack: Any) -> Iterable[ConfigIssue]:
         kind = credential_kind(text)
         if kind:
             found.setdefault(loc, f"holds {kind} in plaintext")
-    for section, value in (("ollama", document.get("ollama")),):
-        for loc in _named_secrets((value or {}).get("env", {}), (section, "env")):
-            found.setdefault(loc, "names a secret and holds it in plaintext")
-    for i, entry in enumerate(document.get("vllm") or []):
-        for loc in _named_secrets(entry.get("hfOverrides") or {}, ("vllm", i, "hfOverrides")):
-            found.setdefault(loc, "names a secret and holds it in plaintext")
     for loc, problem in sorted(found.items(), key=lambda item: str(item[0])):
         yield ConfigIssue(key_path(loc), problem, HOW_TO_SET)
-    for i, entry in enumerate(stack.vllm):
-        for arg in entry.extra_args:
-            name = vllm_cli.flag_name(arg)
-            if name in SECRET_VLLM_FLAGS or (name and name.startswith("--") and SECRET_NAME.search(name)):
-                yield ConfigIssue(
-                    key_path(("vllm", i, "extraArgs")),
-                    f"{name} would put a credential in plaintext in the container's command",
-                    SECRET_VLLM_FLAGS.get(name, HOW_TO_SET),
-                )
     yield from _docker_url_issues(stack)

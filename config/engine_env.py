@@ -1,7 +1,6 @@
 """Engine env settings the program relies on: an env that would move an engine off its port or out of its retained volume is refused."""
 
 from collections.abc import Iterable
-from typing import Any
 
 from components import ollama as ollama_facts
 
@@ -15,13 +14,12 @@ OLLAMA_PINNED = {
 }
 
 
-def engine_env_issues(stack: Any) -> Iterable[ConfigIssue]:
-    if stack.ollama is None:
-        return
-    for name in sorted(stack.ollama.env):
+def ollama_env_issues(env: dict[str, str], loc: tuple) -> Iterable[ConfigIssue]:
+    """Ollama settings that would move the server off its port or its models out of the retained volume."""
+    for name in sorted(env):
         if name.upper() in OLLAMA_PINNED:
             yield ConfigIssue(
-                key_path(("ollama", "env", name)),
+                key_path((*loc, "env", name)),
                 f"{name} {OLLAMA_PINNED[name.upper()]}",
                 "remove it: llmstack sets where Ollama listens and keeps its models",
             )

@@ -6,6 +6,7 @@ from typing import Any, Optional
 
 from components.model_pull import pull_resource_names
 
+from . import registry
 from .errors import ConfigIssue, key_path
 
 # Hugging Face repo ids (huggingface_hub's validate_repo_id): `[org/]name`, letters, digits, `-_.`,
@@ -60,80 +61,49 @@ def _shown(text: str) -> str:
     return repr(text if len(text) <= 80 else text[:77] + "...")
 
 
-def _models(stack: Any) -> Iterable[tuple[tuple, str, Optional[str]]]:
-    """(location, model, problem) for every model of every engine."""
-    for i, entry in enumerate(stack.vllm):
-        yield ("vllm", i, "model"), entry.model, hf_model_problem(entry.model, local_path=True)
-    if stack.infinity:
-        for i, m in enumerate(stack.infinity.models):
-            yield ("infinity", "models", i, "model"), m.model, hf_model_problem(m.model, local_path=True)
-    if stack.speaches:
-        for i, m in enumerate(stack.speaches.models):
-            problem = hf_model_problem(m.model, local_path=False)
-            # The id is a path in Speaches' /v1/models/{id} URL, run through curl: no globs, no dot segments.
-            yield ("speaches", "models", i, "model"), m.model, problem and problem + " (it goes into Speaches' model URL)"
-    if stack.ollama:
-        for i, m in enumerate(stack.ollama.models):
-            yield ("ollama", "models", i, "model"), m.model, ollama_tag_problem(m.model)
+def model_issue(loc: tuple, model: str, problem: Optional[str], fix: str) -> Iterable[ConfigIssue]:
+    """The issue of a model id its engine would not read as one (none when `problem` is None)."""
+    if problem:
+        if model.startswith("-"):
+            problem += "; it starts with '-' and would be read as an option"
+        yield ConfigIssue(key_path(loc), f"{_shown(model)} {problem}", fix)
 
 
-def _images(stack: Any) -> Iterable[tuple[tuple, Optional[str]]]:
-    for i, entry in enumerate(stack.vllm):
-        yield ("vllm", i, "image"), entry.image
-    for section in ("ollama", "infinity", "speaches"):
-        engine = getattr(stack, section)
-        if engine is not None:
-            yield (section, "image"), engine.image
-    yield ("gateway", "image"), stack.gateway.image
-    yield ("gateway", "postgresImage"), stack.gateway.postgres_image
-    yield ("gateway", "redisImage"), stack.gateway.redis_image
+HF_FIX = "write the id as the engine's model hub shows it, such as Qwen/Qwen3-30B-A3B-FP8"
+OLLAMA_FIX = "write a tag as `ollama pull` takes it, such as qwen2.5vl:7b-q4_K_M"
 
 
-def engine_id_issues(stack: Any) -> Iterable[ConfigIssue]:
-    """Every model id, tag, parser name and image that its engine (or a shell) would read as something else."""
-    for loc, model, problem in _models(stack):
-        if problem:
-            fix = "write the id as the engine's model hub shows it, such as Qwen/Qwen3-30B-A3B-FP8"
-            if loc[0] == "ollama":
-                fix = "write a tag as `ollama pull` takes it, such as qwen2.5vl:7b-q4_K_M"
-            if model.startswith("-"):
-                problem += "; it starts with '-' and would be read as an option"
-            yield ConfigIssue(key_path(loc), f"{_shown(model)} {problem}", fix)
-    for loc, image in _images(stack):
+def parser_issue(loc: tuple, parser: Optional[str]) -> Iterable[ConfigIssue]:
+    """A vLLM parser name that is not an identifier (it lands in the command)."""
+    if parser is not None and not PARSER_NAME.match(parser):
+        yield ConfigIssue(key_path(loc), f"{_shown(parser)} is not a vLLM parser name", "write a registered parser name such as qwen3 or hermes")
+
+
+def image_issues(stack: Any) -> Iterable[ConfigIssue]:
+    """Every image override (engines and gateway) that is not a Docker image reference."""
+    images = [((*loc, "image"), block.image) for _, loc, block in registry.blocks(stack)]
+    images += [(("gateway", "image"), stack.gateway.image), (("gateway", "postgresImage"), stack.gateway.postgres_image)]
+    images += [(("gateway", "redisImage"), stack.gateway.redis_image)]
+    for loc, image in images:
         if image is not None and image_problem(image):
             yield ConfigIssue(key_path(loc), f"{_shown(image)} {image_problem(image)}", "write an image such as vllm/vllm-openai:v0.31.0")
-    for i, entry in enumerate(stack.vllm):
-        for key, parser in (("reasoningParser", entry.reasoning_parser), ("toolCallParser", entry.tool_call_parser)):
-            if parser is not None and not PARSER_NAME.match(parser):
-                yield ConfigIssue(
-                    key_path(("vllm", i, key)),
-                    f"{_shown(parser)} is not a vLLM parser name",
-                    "write a registered parser name such as qwen3 or hermes",
-                )
-    yield from _pull_name_issues(stack)
 
 
-def _pull_name_issues(stack: Any) -> Iterable[ConfigIssue]:
+def pull_name_issues(component: str, models: list[str], loc: tuple) -> Iterable[ConfigIssue]:
     """Two models whose pull resources would share one Pulumi name (`qwen2.5:0.5b` and `qwen2.5/0.5b`)."""
-    for section in ("ollama", "speaches"):
-        engine = getattr(stack, section)
-        if engine is None:
+    first: dict[str, int] = {}
+    for i, model in enumerate(models):
+        try:
+            name = pull_resource_names(component, [model])[model]
+        except ValueError:
             continue
-        first: dict[str, int] = {}
-        for i, m in enumerate(engine.models):
-            try:
-                names = pull_resource_names(section, [m.model])
-            except ValueError:
-                continue
-            name = names[m.model]
-            j = first.setdefault(name, i)
-            if j != i and engine.models[j].model != m.model:
-                yield ConfigIssue(
-                    key_path((section, "models", i, "model")),
-                    f"{m.model!r} and {engine.models[j].model!r} ({key_path((section, 'models', j, 'model'))}) "
-                    "would share one pull resource name",
-                    "list one of them (they name the same model only if the engine says so)",
-                )
+        j = first.setdefault(name, i)
+        if j != i and models[j] != model:
+            yield ConfigIssue(
+                key_path((*loc, "models", i, "model")),
+                f"{model!r} and {models[j]!r} ({key_path((*loc, 'models', j, 'model'))}) would share one pull resource name",
+                "list one of them (they name the same model only if the engine says so)",
+            )
 
 
 def text_issues(raw_stack: Any) -> Iterable[ConfigIssue]:

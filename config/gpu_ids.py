@@ -27,22 +27,21 @@ def _pipeline_size(extra_args: list[str]) -> int:
     return 1
 
 
-def tensor_parallel_issues(stack: Any) -> Iterable[ConfigIssue]:
+def tensor_parallel_issues(entry: Any, loc: tuple, stack: Any) -> Iterable[ConfigIssue]:
     """A tensorParallelSize that does not match the GPUs the entry gets (times the pipeline-parallel size)."""
-    for i, entry in enumerate(stack.vllm):
-        if entry.tensor_parallel_size is None:
-            continue
-        gpus = list(entry.gpus or ["all"])
-        if gpus == ["all"]:
-            host = stack.hosts.get(entry.host or sorted(stack.hosts)[0])
-            count = len(host.gpus) if host is not None and host.gpus else None
-            what = "the host's GPU inventory lists"
-        else:
-            count, what = len(gpus), "gpus lists"
-        ranks = entry.tensor_parallel_size * _pipeline_size(list(entry.extra_args))
-        if count is not None and ranks != count:
-            yield ConfigIssue(
-                key_path(("vllm", i, "tensorParallelSize")),
-                f"vLLM would run {ranks} rank(s) but {what} {count} GPU(s)",
-                f"list {ranks} GPU id(s) under gpus, or set tensorParallelSize to {count} (or leave it out: one rank per listed GPU)",
-            )
+    if entry.tensor_parallel_size is None:
+        return
+    gpus = list(entry.gpus or ["all"])
+    if gpus == ["all"]:
+        host = stack.hosts.get(entry.host or sorted(stack.hosts)[0])
+        count = len(host.gpus) if host is not None and host.gpus else None
+        what = "the host's GPU inventory lists"
+    else:
+        count, what = len(gpus), "gpus lists"
+    ranks = entry.tensor_parallel_size * _pipeline_size(list(entry.extra_args))
+    if count is not None and ranks != count:
+        yield ConfigIssue(
+            key_path((*loc, "tensorParallelSize")),
+            f"vLLM would run {ranks} rank(s) but {what} {count} GPU(s)",
+            f"list {ranks} GPU id(s) under gpus, or set tensorParallelSize to {count} (or leave it out: one rank per listed GPU)",
+        )

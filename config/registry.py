@@ -45,8 +45,8 @@ class SectionSpec:
     """The engine sizes itself from the memory free on its GPUs when it starts (vLLM): it is deployed after the
     other sections and starts after the services sharing its GPUs; its GPU share is `gpu_memory_utilization`
     of each card (the model has `name` and `gpu_memory_utilization`), else `vram_gib` (the model has `vram_gib`)."""
-    checks: tuple[Callable[[Any, tuple], Iterator["ConfigIssue"]], ...] = ()
-    """Checks of one valid block (given with its location) that its schema cannot express."""
+    checks: tuple[Callable[[Any, tuple, StackConfig], Iterator["ConfigIssue"]], ...] = ()
+    """Checks of one valid block (given with its location and the stack) that its schema cannot express."""
 
     def blocks(self, stack: StackConfig) -> list[tuple[tuple, Engine]]:
         """The section's blocks in the stack, each with its location: `[(("vllm", 0), entry), ...]` or `[(("ollama",), block)]`."""

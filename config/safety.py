@@ -3,7 +3,7 @@
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import credentials, docker_names, engine_env, engine_ids, gpu_ids, registry, ssh_options
+from . import credentials, docker_names, engine_ids, registry, ssh_options
 from .errors import ConfigIssue
 
 
@@ -17,12 +17,11 @@ ENGINES = "<engine sections>"
 # Each check with the top-level keys it reads across sections: skipped while one of them is invalid (see validation).
 CHECKS: tuple[tuple[Callable[[Any], Iterable[ConfigIssue]], tuple[str, ...]], ...] = (
     (engine_ids.text_issues, ()),
-    (engine_ids.engine_id_issues, ()),
+    (engine_ids.image_issues, ()),
     (credentials.credential_issues, ()),
     (ssh_options.ssh_option_issues, ()),
     (docker_names.network_issues, ()),
     (docker_names.host_issues, ()),
     (model_name_issues, (ENGINES,)),
-    (engine_env.engine_env_issues, ()),
-    (gpu_ids.tensor_parallel_issues, ("hosts", "vllm")),
 )
+# Each engine section checks its own ids, flags and env (its module's `checks`).

@@ -244,7 +244,7 @@ def _section_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
     """Each engine section's own checks of its blocks."""
     for spec, loc, block in registry.blocks(stack):
         for check in spec.checks:
-            yield from check(block, loc)
+            yield from check(block, loc, stack)
 
 
 ENGINES = "<engine sections>"

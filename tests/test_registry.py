@@ -11,7 +11,8 @@ from pydantic import Field
 from components.container import docker_name as container_docker_name
 from components.engine import EngineDescription, EngineServer
 from components.model_entry import engine_entries, key_env_name
-from config import registry
+from config import engine_ids, registry
+from config.errors import ConfigIssue
 from config.cli import main, summary
 from config.deployment import DeployContext, EngineDeployment
 from config.errors import StackConfigError
@@ -91,9 +92,20 @@ def deploy(section: Tei, context: DeployContext) -> EngineDeployment:
     return context.place(section, lambda opts: TeiServer("tei", args, opts=opts))
 
 
+def model_ids(section: Tei, loc: tuple, stack) -> list[ConfigIssue]:
+    """TEI's own check, in its section module: ids as the hub writes them."""
+    return [
+        issue
+        for i, m in enumerate(section.models)
+        for issue in engine_ids.model_issue(
+            (*loc, "models", i, "model"), m.model, engine_ids.hf_model_problem(m.model, local_path=True), engine_ids.HF_FIX
+        )
+    ]
+
+
 @pytest.fixture
 def tei_section():
-    spec = registry.register(SectionSpec(key="tei", model=Tei, deploy=deploy, hostnames=("tei",)))
+    spec = registry.register(SectionSpec(key="tei", model=Tei, deploy=deploy, hostnames=("tei",), checks=(model_ids,)))
     yield spec
     registry.unregister("tei")
 
@@ -140,6 +152,15 @@ def test_validation_and_gpu_plan_read_it(tei_section):
     )
     assert [(row.service, row.reserved_gib) for row in checked.gpu_plan.rows][0] == ("tei", 3.0)
     assert checked.gpu_plan.utilizations == {"qwen3": 0.83}  # (24 - 3 - 1) / 24 = 0.833
+
+
+def test_its_own_checks_and_the_stack_wide_ones_run_on_it(tei_section):
+    with pytest.raises(StackConfigError) as error:
+        check_stack({"tei": {"models": [{"name": "gte", "model": "--trust-remote-code"}], "image": "Not An Image!"}})
+    report = error.value.report()
+    assert "llmstack:tei.models[0].model: '--trust-remote-code' is not a Hugging Face repo id" in report
+    assert "it starts with '-' and would be read as an option" in report
+    assert "llmstack:tei.image: 'Not An Image!' is not a Docker image reference" in report  # stack-wide image check
 
 
 def test_vllm_starts_after_it_on_a_shared_gpu(tei_section):

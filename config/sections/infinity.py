@@ -1,5 +1,6 @@
 """The `llmstack:infinity` section: one InfinityServer loading every model listed."""
 
+from collections.abc import Iterator
 from typing import Literal, Optional
 
 from pydantic import Field
@@ -7,9 +8,11 @@ from pydantic import Field
 from components import infinity as infinity_facts
 from components.infinity import InfinityServer, InfinityServerArgs
 
+from .. import engine_ids
 from ..deployment import DeployContext, EngineDeployment
+from ..errors import ConfigIssue
 from ..registry import SectionSpec, register
-from ..schema import ModelName, Section, SharedEngine
+from ..schema import ModelName, Section, SharedEngine, StackConfig
 from . import image_and_gpus
 
 
@@ -24,6 +27,13 @@ class Infinity(SharedEngine):
 
     def gateway_key_env(self) -> Optional[str]:
         return infinity_facts.gateway_key_env(infinity_facts.CONTAINER_NAME)
+
+
+def value_issues(section: Infinity, loc: tuple, stack: StackConfig) -> Iterator[ConfigIssue]:
+    """Model ids Infinity reads as Hugging Face repos (or directories in the container)."""
+    for i, m in enumerate(section.models):
+        problem = engine_ids.hf_model_problem(m.model, local_path=True)
+        yield from engine_ids.model_issue((*loc, "models", i, "model"), m.model, problem, engine_ids.HF_FIX)
 
 
 def server_args(section: Infinity, context: DeployContext) -> InfinityServerArgs:
@@ -46,5 +56,5 @@ def deploy(section: Infinity, context: DeployContext) -> EngineDeployment:
 
 
 SECTION = register(
-    SectionSpec(key="infinity", model=Infinity, deploy=deploy, hostnames=(infinity_facts.CONTAINER_NAME,))
+    SectionSpec(key="infinity", model=Infinity, deploy=deploy, hostnames=(infinity_facts.CONTAINER_NAME,), checks=(value_issues,))
 )

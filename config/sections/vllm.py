@@ -8,11 +8,11 @@ from pydantic import BeforeValidator, Field, field_validator
 from components import vllm as vllm_facts
 from components.vllm import VllmServer, VllmServerArgs
 
-from .. import vllm_args
+from .. import credentials, engine_ids, gpu_ids, vllm_args
 from ..deployment import DeployContext, EngineDeployment
 from ..errors import ConfigIssue, key_path
 from ..registry import SectionSpec, register
-from ..schema import Duration, Engine, GpuSelection, ModelName, problem
+from ..schema import Duration, Engine, GpuSelection, ModelName, StackConfig, problem
 from . import image_and_gpus
 
 # vLLM flags that may be given several times (argparse `append`); any other flag given twice is a mistake.
@@ -52,7 +52,17 @@ class Vllm(Engine):
         return vllm_facts.gateway_key_env(self.name)
 
 
-def flag_issues(entry: Vllm, loc: tuple) -> Iterator[ConfigIssue]:
+def value_issues(entry: Vllm, loc: tuple, stack: StackConfig) -> Iterator[ConfigIssue]:
+    """The model id and parser names in vLLM's grammar, no credential in overrides or flags, a tensor-parallel size that fits."""
+    yield from engine_ids.model_issue((*loc, "model"), entry.model, engine_ids.hf_model_problem(entry.model, local_path=True), engine_ids.HF_FIX)
+    yield from engine_ids.parser_issue((*loc, "reasoningParser"), entry.reasoning_parser)
+    yield from engine_ids.parser_issue((*loc, "toolCallParser"), entry.tool_call_parser)
+    yield from credentials.named_secret_issues(entry.hf_overrides or {}, (*loc, "hfOverrides"))
+    yield from credentials.secret_flag_issues(entry.extra_args, (*loc, "extraArgs"))
+    yield from gpu_ids.tensor_parallel_issues(entry, loc, stack)
+
+
+def flag_issues(entry: Vllm, loc: tuple, stack: StackConfig) -> Iterator[ConfigIssue]:
     """Removed, managed and repeated flags in extraArgs, read as vLLM reads them (`--max_model_len`, `-tp`,
     `--api-key=...`), and auto tool choice without a parser; a message never echoes a flag's value (it may be a secret)."""
     where = key_path((*loc, "extraArgs"))
@@ -112,6 +122,6 @@ SECTION = register(
         deploy=deploy,
         many=True,
         measures_free_memory=True,
-        checks=(flag_issues,),
+        checks=(value_issues, flag_issues),
     )
 )
