@@ -30,7 +30,9 @@ class GpuExporterArgs(TypedDict):
     image: NotRequired[str]
     """Image override (e.g. a dcgm-exporter tag matching an older driver)."""
     container_name: NotRequired[str]
-    """Container name and network alias (default `dcgm-exporter`)."""
+    """Network alias (default `dcgm-exporter`), and the container's name after the prefix."""
+    name_prefix: NotRequired[str]
+    """Prefix of the container's Docker name (e.g. the stack name); the alias stays unprefixed."""
 
 
 class GpuExporter(pulumi.ComponentResource):
@@ -45,15 +47,16 @@ class GpuExporter(pulumi.ComponentResource):
         gpus = list(args.get("gpus") or [container.ALL_GPUS])
         bind_port = args.get("bind_port")
         image = container.pinned_image(f"{name}-image", args.get("image") or IMAGE, self)
+        docker_name = container.docker_name(args.get("name_prefix"), container_name)
         self.container = docker.Container(
             name,
-            name=container_name,
+            name=docker_name,
             image=image.image_id,
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args["network_name"], aliases=[container_name])],
             device_requests=container.gpu_device_requests(gpus),
             ports=None if bind_port is None else [docker.ContainerPortArgs(internal=PORT, external=int(bind_port), ip=LOOPBACK)],
             restart=container.RESTART_POLICY,
-            labels=container.service_labels("dcgm-exporter", container_name),
+            labels=container.service_labels("dcgm-exporter", docker_name),
             opts=pulumi.ResourceOptions(parent=self, depends_on=container.depends_on_of(opts)),
         )
         self.address = pulumi.Output.from_input(f"{container_name}:{PORT}")

@@ -15,6 +15,7 @@ __all__ = ["Grafana", "GrafanaArgs"]
 # from /etc/grafana/provisioning at start, /api/health answers without a login.
 IMAGE = "grafana/grafana:13.1.0"
 PORT = 3000
+HOSTNAME = "grafana"
 DATA_PATH = "/var/lib/grafana"
 HEALTH_TEST = ["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{PORT}/api/health"]
 # The first start migrates its database.
@@ -54,9 +55,11 @@ class GrafanaArgs(TypedDict):
     image: NotRequired[str]
     """Grafana image override."""
     container_name: NotRequired[str]
-    """Container name and network alias (default `grafana`)."""
+    """Network alias (default `grafana`), and the container's name after the prefix."""
+    name_prefix: NotRequired[str]
+    """Prefix of the Docker names of the container and the volume (e.g. the stack name); the alias stays unprefixed."""
     data_volume_name: NotRequired[str]
-    """Retained volume for Grafana's database (default `<container_name>-data`)."""
+    """Retained volume for Grafana's database (default `<prefix>-<container_name>-data`)."""
 
 
 def plain_envs(args: GrafanaArgs) -> dict[str, str]:
@@ -80,7 +83,8 @@ class Grafana(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: GrafanaArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("llmstack:index:Grafana", name, {}, opts)
-        container_name = args.get("container_name") or "grafana"
+        container_name = args.get("container_name") or HOSTNAME
+        prefix = args.get("name_prefix")
         models, gpus = list(args["models"]), list(args.get("gpus") or [])
         # The paths depend on the models and GPUs only; the datasource file waits for the URL (an Output).
         files: pulumi.Output[dict[str, str]] = pulumi.Output.from_input(args["prometheus_url"]).apply(
@@ -94,13 +98,13 @@ class Grafana(pulumi.ComponentResource):
             else pulumi.Output.secret(password)
         )
         data = container.retained_volume(
-            f"{name}-data", args.get("data_volume_name") or f"{container_name}-data", "grafana", self
+            f"{name}-data", args.get("data_volume_name") or container.docker_name(prefix, f"{container_name}-data"), "grafana", self
         )
         bind_port = args.get("bind_port")
         self.container = container.service_container(
             name,
             parent=self,
-            container_name=container_name,
+            container_name=container.docker_name(prefix, container_name),
             image=container.pinned_image(f"{name}-image", args.get("image") or IMAGE, self),
             network_name=args["network_name"],
             aliases=[container_name],

@@ -84,6 +84,9 @@ class LiteLLMProxyArgs(TypedDict):
     in front (the edge) can balance over them, and each is created once the one before it is healthy."""
     publish: NotRequired[bool]
     """Publish the port on the host (default true); false when a proxy on the network (the edge) publishes instead."""
+    metrics_port: NotRequired[int]
+    """Turn on LiteLLM's Prometheus metrics, served without a key on this container port (4001 is usual) for
+    Prometheus on the stack's network; never published on the host."""
 
 
 def _gateway_envs(fixed: dict[str, pulumi.Input[str]], backend_keys: pulumi.Input[dict[str, str]]) -> pulumi.Output[list[str]]:
@@ -96,6 +99,13 @@ def _gateway_envs(fixed: dict[str, pulumi.Input[str]], backend_keys: pulumi.Inpu
         return [f"{name}={merged[name]}" for name in sorted(merged)]
 
     return pulumi.Output.secret(pulumi.Output.all(fixed, backend_keys).apply(merge))
+
+
+def _metrics_settings(metrics_port: int):  # -> litellm_metrics.GatewayMetricsSettings
+    # Imported here: litellm_metrics reads this module's PORT.
+    from .litellm_metrics import gateway_metrics_settings
+
+    return gateway_metrics_settings(metrics_port)
 
 
 class LiteLLMProxy(pulumi.ComponentResource):
@@ -165,7 +175,12 @@ class LiteLLMProxy(pulumi.ComponentResource):
             volumes=[docker.ContainerVolumeArgs(volume_name=redis_volume.name, container_path=redis.DATA_PATH)],
         )
 
-        settings = args.get("settings") or {}
+        settings: GatewaySettings = dict(args.get("settings") or {})  # type: ignore[assignment]
+        metrics_envs: dict[str, str] = {}
+        if args.get("metrics_port"):
+            metrics = _metrics_settings(int(args["metrics_port"]))
+            settings["callbacks"] = [*settings.get("callbacks", []), *metrics["litellm_settings"]["callbacks"]]
+            metrics_envs = metrics["envs"]
         self.config_yaml = pulumi.Output.from_input(args["models"]).apply(
             lambda models: render_litellm_config(models, settings, {"host": redis_name, "port": redis.PORT})
         )
@@ -178,6 +193,7 @@ class LiteLLMProxy(pulumi.ComponentResource):
                 SALT_KEY_ENV: salt_key,
                 DATABASE_URL_ENV: postgres.database_url(pg_name, pg_password),
                 REDIS_PASSWORD_ENV: redis_password,
+                **metrics_envs,
             },
             args.get("backend_keys") or {},
         )

@@ -42,6 +42,8 @@ class GatewaySettings(TypedDict):
     """Seconds a failing deployment is taken out of rotation."""
     drop_params: NotRequired[bool]
     """Drop OpenAI params an engine does not support instead of failing."""
+    callbacks: NotRequired[list[str]]
+    """LiteLLM callbacks to turn on (`litellm_settings.callbacks`), e.g. `prometheus` (components/litellm_metrics.py)."""
 
 
 ROUTING_STRATEGIES = ("simple-shuffle", "least-busy", "usage-based-routing-v2", "latency-based-routing")
@@ -103,6 +105,8 @@ def litellm_config(
             raise ValueError(f"fallbacks name unknown models {unknown}")
     if fallbacks:
         litellm_settings["fallbacks"] = [{m: list(t)} for m, t in sorted(fallbacks.items())]
+    if settings.get("callbacks"):
+        litellm_settings["callbacks"] = list(dict.fromkeys(settings["callbacks"]))
     return {
         "model_list": [_entry(e, rate_limits.get(e["model_name"], {})) for e in ordered],
         "litellm_settings": litellm_settings,

@@ -18,6 +18,7 @@ from .scrape_config import (
     RULES_DIR,
     ScrapeTarget,
     ca_file,
+    check_targets,
     credential_file,
     credential_names,
     missing_credentials,
@@ -52,7 +53,8 @@ class PrometheusArgs(TypedDict):
     network_name: pulumi.Input[str]
     """Docker network shared with the targets (and the relays to other hosts)."""
     targets: list[ScrapeTarget]
-    """What to scrape or probe (plain data: see components/scrape_config.py)."""
+    """What to scrape or probe (plain data: see components/scrape_config.py); an `address` may also be an Output,
+    such as an engine's alias taken from its `api_base` or GpuExporter.address."""
     credentials: NotRequired[Mapping[str, pulumi.Input[str]]]
     """Bearer tokens the targets name in `bearer_token` (secrets): relay keys, Speaches' API key."""
     ca_certificates: NotRequired[Mapping[str, pulumi.Input[str]]]
@@ -72,9 +74,13 @@ class PrometheusArgs(TypedDict):
     blackbox_image: NotRequired[str]
     """blackbox_exporter image override."""
     container_name: NotRequired[str]
-    """Container name and network alias (default `prometheus`); the probe container is `<name>-blackbox`."""
+    """Network alias (default `prometheus`), and the container's name after the prefix; the probe container is
+    `<name>-blackbox`."""
+    name_prefix: NotRequired[str]
+    """Prefix of the Docker names of the containers and the volume (e.g. the stack name: `prod-prometheus`); the
+    network aliases stay unprefixed."""
     data_volume_name: NotRequired[str]
-    """Retained volume for the time series (default `<container_name>-data`)."""
+    """Retained volume for the time series (default `<prefix>-<container_name>-data`)."""
 
 
 def retention_flag(retention: str) -> str:
@@ -120,6 +126,7 @@ class Prometheus(pulumi.ComponentResource):
         if missing:
             raise ValueError(f"Prometheus {name}: the targets name {', '.join(missing)}, which were not given")
         container_name = args.get("container_name") or "prometheus"
+        prefix = args.get("name_prefix")
         blackbox_name = f"{container_name}-blackbox"
         network = args["network_name"]
         token_names, ca_names = credential_names(targets)
@@ -129,22 +136,32 @@ class Prometheus(pulumi.ComponentResource):
         }
         ca_files: dict[str, pulumi.Input[str]] = {ca_file(n): cas[n] for n in ca_names}
 
-        config_text = render_prometheus_config(
-            targets,
-            blackbox_address=f"{blackbox_name}:{BLACKBOX_PORT}",
-            rule_files=[f"{RULES_DIR}/*.yml"],
-            scrape_interval=args.get("scrape_interval") or DEFAULT_SCRAPE_INTERVAL,
-            evaluation_interval=args.get("evaluation_interval") or DEFAULT_EVALUATION_INTERVAL,
+        # Everything but the addresses is checked now (the addresses may be Outputs: checked once known).
+        check_targets([{**t, "address": t["address"] if isinstance(t["address"], str) else "pending:0"} for t in targets])
+        resolved = pulumi.Output.all(*[t["address"] for t in targets]).apply(
+            lambda addresses: [{**t, "address": a} for t, a in zip(targets, addresses)]
+        )
+        scrape_interval = args.get("scrape_interval") or DEFAULT_SCRAPE_INTERVAL
+        evaluation_interval = args.get("evaluation_interval") or DEFAULT_EVALUATION_INTERVAL
+        config_text: pulumi.Output[str] = resolved.apply(
+            lambda known: render_prometheus_config(
+                known,
+                blackbox_address=f"{blackbox_name}:{BLACKBOX_PORT}",
+                rule_files=[f"{RULES_DIR}/*.yml"],
+                scrape_interval=scrape_interval,
+                evaluation_interval=evaluation_interval,
+            )
         )
         rules_text = render_alert_rules(args.get("alert_thresholds"))
-        blackbox_text = render_blackbox_config(targets) if needs_blackbox(targets) else ""
+        probed = needs_blackbox(targets)
+        blackbox_text: pulumi.Input[str] = resolved.apply(render_blackbox_config) if probed else ""
 
         depends: list[pulumi.Resource] = list(container.depends_on_of(opts))
-        if blackbox_text:
+        if probed:
             probe = container.service_container(
                 f"{name}-blackbox",
                 parent=self,
-                container_name=blackbox_name,
+                container_name=container.docker_name(prefix, blackbox_name),
                 image=container.pinned_image(f"{name}-blackbox-image", args.get("blackbox_image") or BLACKBOX_IMAGE, self),
                 network_name=network,
                 aliases=[blackbox_name],
@@ -158,12 +175,12 @@ class Prometheus(pulumi.ComponentResource):
             depends.append(probe)
 
         data = container.retained_volume(
-            f"{name}-data", args.get("data_volume_name") or f"{container_name}-data", "prometheus", self
+            f"{name}-data", args.get("data_volume_name") or container.docker_name(prefix, f"{container_name}-data"), "prometheus", self
         )
         self.container = container.service_container(
             name,
             parent=self,
-            container_name=container_name,
+            container_name=container.docker_name(prefix, container_name),
             image=container.pinned_image(f"{name}-image", args.get("image") or IMAGE, self),
             network_name=network,
             aliases=[container_name],
@@ -177,7 +194,7 @@ class Prometheus(pulumi.ComponentResource):
             depends_on=depends,
         )
         self.internal_url = pulumi.Output.from_input(f"http://{container_name}:{PORT}")
-        self.config_yaml = pulumi.Output.from_input(config_text)
+        self.config_yaml = config_text
         self.rules_yaml = pulumi.Output.from_input(rules_text)
         self.blackbox_yaml = pulumi.Output.from_input(blackbox_text)
         self.register_outputs(

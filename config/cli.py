@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from . import registry
+from . import monitoring, registry
 from .deployment import name_prefix_of
 from .edge import edge_url
 from .errors import StackConfigError
@@ -43,7 +43,7 @@ def summary(path: Path, stack: StackConfig) -> str:
     return (
         f"{path}: ok: {len(stack.hosts)} host(s) ({', '.join(sorted(stack.hosts))}), "
         f"engines: {', '.join(engines) or 'none'}, {len(registry.model_locations(stack))} model(s), "
-        f"{published}, {names}"
+        f"{published}, {names}, {monitoring.summary(stack)}"
     )
 
 

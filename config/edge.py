@@ -6,12 +6,13 @@ output so clients can trust it; `acme` gets one from Let's Encrypt; `off` is pla
 """
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
 
-from components.caddy import CaddyPort, CaddyProxy, CaddyProxyArgs, render_edge_caddyfile, tls_files
+from components.caddy import CaddyPort, CaddyProxy, CaddyProxyArgs, ExtraRoute, render_edge_caddyfile, tls_files
 from components.stack_ca import StackCA
 
 from .registry import EDGE_HOSTNAME
@@ -58,8 +59,11 @@ def ports(edge: Edge) -> list[CaddyPort]:
     return published
 
 
-def deploy_edge(stack: StackConfig, site: Site, upstreams: pulumi.Output[list[str]], name_prefix: str) -> DeployedEdge:
-    """The CA (for `tls: internal`), the edge's certificate and the Caddy container in front of the gateway."""
+def deploy_edge(
+    stack: StackConfig, site: Site, upstreams: pulumi.Output[list[str]], name_prefix: str, extra_routes: Sequence[ExtraRoute] = ()
+) -> DeployedEdge:
+    """The CA (for `tls: internal`), the edge's certificate and the Caddy container in front of the gateway (and the
+    web UIs and dashboards of `extra_routes`, by path)."""
     edge = stack.edge
     assert edge is not None
     domain = edge_domain(edge, site)
@@ -73,6 +77,7 @@ def deploy_edge(stack: StackConfig, site: Site, upstreams: pulumi.Output[list[st
                 email=edge.email,
                 https_port=edge.https_port,
                 http_port=edge.http_port,
+                extra_routes=list(extra_routes),
             )
         ),
         "ports": ports(edge),

@@ -7,9 +7,9 @@ import pulumi
 from components.litellm import LiteLLMProxy, LiteLLMProxyArgs
 from components.model_entry import LiteLLMModelEntry, models_by_route
 
-from . import registry
+from . import monitoring, registry
 from .deployment import DeployContext, EngineDeployment, name_prefix_of
-from .edge import deploy_edge
+from .edge import deploy_edge, edge_domain, edge_url
 from .errors import StackConfigError
 from .schema import StackConfig
 from .sites import build_sites, site_of
@@ -67,6 +67,7 @@ def gateway_args(
     args.update({k: v for k, v in optional.items() if v is not None})  # type: ignore[typeddict-item]
     if stack.master_key is not None:
         args["master_key"] = pulumi.Output.secret(stack.master_key.plaintext or "")
+    args.update(monitoring.gateway_metrics_args(stack))  # type: ignore[typeddict-item]
     return args
 
 
@@ -92,8 +93,10 @@ def deploy_stack(checked: CheckedStack) -> dict[str, Any]:
         args.update({"replicas": stack.gateway.replicas, "publish": False})
     gateway = LiteLLMProxy("gateway", args, opts=site.options())
     outputs: dict[str, Any] = {}
+    url = edge_url(stack.edge, edge_domain(stack.edge, site)) if stack.edge is not None else None
+    outputs.update(monitoring.deploy_monitoring(context, gateway, url))
     if stack.edge is not None:
-        edge = deploy_edge(stack, site, gateway.upstreams, prefix)
+        edge = deploy_edge(stack, site, gateway.upstreams, prefix, monitoring.edge_routes(stack))
         outputs["gatewayUrl"] = pulumi.Output.from_input(edge.url)
         if edge.ca_cert_pem is not None:
             outputs["caCertificate"] = edge.ca_cert_pem

@@ -1,6 +1,7 @@
 """The stack config contract (namespace `llmstack`) as pydantic models: types, ranges and defaults of every key."""
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal, Optional
 from urllib.parse import urlparse
@@ -215,6 +216,80 @@ class Edge(Section):
         return _ip_address(value)
 
 
+PROMETHEUS_DURATION = r"^([0-9]+(ms|s|m|h|d|w|y))+$"
+
+
+def _prometheus_duration(value: Any) -> Any:
+    """A Prometheus duration (`15s`, `2m`, `15d`, `1y`), longer than zero."""
+    if not isinstance(value, str) or not re.fullmatch(PROMETHEUS_DURATION, value):
+        raise problem(f"{value!r} is not a Prometheus duration", "write a number and a unit (ms, s, m, h, d, w, y) such as 15s, 5m or 15d")
+    if not any(int(n) for n in re.findall(r"[0-9]+", value)):
+        raise problem(f"{value!r} is zero", "write a duration longer than zero, such as 15s")
+    return value
+
+
+def _ratio(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < float(value) <= 1:
+        raise problem(f"{value!r} is not a ratio", "write a number in (0, 1] such as 0.9 (for 90 %)")
+    return float(value)
+
+
+PrometheusDuration = Annotated[str, BeforeValidator(_prometheus_duration)]
+Ratio = Annotated[float, BeforeValidator(_ratio)]
+HostPort = Annotated[Optional[int], Field(ge=1, le=65535)]
+
+
+class AlertLimits(Section):
+    """Limits of the alert rules (components/alert_rules.py); a key left out keeps the rule's default."""
+
+    target_down_for: Optional[PrometheusDuration] = None
+    kv_cache_ratio: Optional[Ratio] = None
+    kv_cache_for: Optional[PrometheusDuration] = None
+    gpu_memory_ratio: Optional[Ratio] = None
+    gpu_memory_for: Optional[PrometheusDuration] = None
+    failure_ratio: Optional[Ratio] = None
+    failure_for: Optional[PrometheusDuration] = None
+
+
+class PrometheusSettings(Section):
+    port: HostPort = 9090
+    """Published on 127.0.0.1 of the gateway's host; null: not published."""
+    image: Optional[str] = None
+    blackbox_image: Optional[str] = None
+
+
+class GrafanaSettings(Section):
+    port: HostPort = 3000
+    """Published on 127.0.0.1 of the gateway's host; null: not published."""
+    image: Optional[str] = None
+
+
+class GpuExporterSettings(Section):
+    enabled: bool = True
+    image: Optional[str] = None
+
+
+class Monitoring(Section):
+    """`llmstack:monitoring`: Prometheus and Grafana on the gateway's host, a GPU exporter on each GPU host."""
+
+    enabled: bool = True
+    retention: PrometheusDuration = "15d"
+    scrape_interval: PrometheusDuration = "15s"
+    prometheus: PrometheusSettings = PrometheusSettings()
+    grafana: GrafanaSettings = GrafanaSettings()
+    gpu_exporter: GpuExporterSettings = GpuExporterSettings()
+    alerts: AlertLimits = AlertLimits()
+
+
+def _monitoring_shorthand(value: Any) -> Any:
+    """`llmstack:monitoring: true` (or false) for the defaults."""
+    if isinstance(value, bool):
+        return {"enabled": value}
+    if value is not None and not isinstance(value, dict):
+        raise problem(f"{value!r} is not a monitoring setting", "write true, false, or a mapping such as {retention: 30d}")
+    return value
+
+
 def _default_hosts() -> dict[str, Host]:
     return {"local": Host()}
 
@@ -245,6 +320,7 @@ class StackConfig(Section):
     """Prefix of every Docker name of the stack (containers, volumes, network); default: the stack's name."""
     master_key: Optional[SecretValue] = None
     hf_token: Optional[SecretValue] = None
+    monitoring: Annotated[Optional[Monitoring], BeforeValidator(_monitoring_shorthand)] = None
 
 
 def resolve_host(stack: StackConfig, host: Optional[str]) -> str:

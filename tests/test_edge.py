@@ -29,7 +29,16 @@ def prod() -> Plan:
 
 
 def test_prod_publishes_only_https_through_the_edge(prod):
-    assert published(prod) == {"edge": [{"internal": 443, "external": 443, "ip": "0.0.0.0"}]}
+    # Prometheus has no login: it stays on the host's loopback (ssh -L); Grafana is served through the edge.
+    assert published(prod) == {
+        "edge": [{"internal": 443, "external": 443, "ip": "0.0.0.0"}],
+        "prometheus": [{"internal": 9090, "external": 9090, "ip": "127.0.0.1"}],
+    }
+    assert prod.outputs["grafanaUrl"] == "https://gpu-01/grafana/"
+    caddyfile = uploaded(prod, "edge")[caddy.CADDYFILE_PATH]
+    assert "@extra0 path /grafana /grafana/*" in caddyfile and "reverse_proxy grafana:3000" in caddyfile
+    grafana_envs = dict(e.split("=", 1) for e in reveal(container(prod, "grafana").inputs["envs"]))
+    assert grafana_envs["GF_SERVER_ROOT_URL"] == "https://gpu-01/grafana/" and grafana_envs["GF_SERVER_SERVE_FROM_SUB_PATH"] == "true"
     assert prod.outputs["gatewayUrl"] == "https://gpu-01"
     assert prod.outputs["caCertificate"].startswith("-----BEGIN CERTIFICATE-----")
 

@@ -33,8 +33,14 @@ SECRET_ENV = re.compile(r"(KEY|PASSWORD|TOKEN|SECRET|DATABASE_URL)")
 # The engine key each engine container requires (Ollama has none).
 ENGINE_KEY_ENVS = {"vllm": "VLLM_API_KEY", "infinity": "INFINITY_API_KEY", "speaches": "API_KEY"}
 
+# Components published on 127.0.0.1 of the host (and nowhere else).
+LOOPBACK_UIS = ("prometheus", "grafana")
+# dcgm-exporter's distroless image has no shell and no HTTP client to probe itself: Prometheus' `up` for
+# it (the TargetDown alert) is its health check.
+WATCHED_WITHOUT_HEALTHCHECK = ("dcgm-exporter",)
+
 # Every engine, two vLLM servers on their own GPUs, auto sizing, a custom network, every gateway knob
-# and both secrets, on one host (a stack spans one host for now).
+# and both secrets, monitoring, on one host (a stack spans one host for now).
 EVERYTHING = {
     "hosts": {
         "gpu-01": {
@@ -64,6 +70,8 @@ EVERYTHING = {
                 "rateLimits": {"qwen3": {"rpm": 600}}},
     "masterKey": SecretValue(),
     "hfToken": SecretValue(),
+    "monitoring": {"retention": "7d", "scrapeInterval": "30s", "grafana": {"port": 3001}, "prometheus": {"port": None},
+                   "alerts": {"kvCacheRatio": 0.85}},
 }
 SECRETS = {"masterKey": "sk-" + "e" * 40, "hfToken": "hf_everything0123456789"}
 
@@ -123,6 +131,13 @@ def secret_values(plan: Plan) -> Iterator[str]:
 def test_only_the_gateway_or_the_edge_publishes_a_port(stack):
     raw, plan = stack
     published = {c.inputs["name"]: reveal(c.inputs.get("ports")) for c in containers(plan) if c.inputs.get("ports")}
+    # UIs without a login of their own (Prometheus) stay on the host's loopback, edge or not; Grafana and the web UI
+    # are on the loopback only while there is no edge to serve them.
+    for resource in containers(plan):
+        if component(resource) in LOOPBACK_UIS and resource.inputs.get("ports"):
+            assert [p["ip"] for p in reveal(resource.inputs["ports"])] == ["127.0.0.1"], resource.inputs["name"]
+            assert "edge" not in raw or component(resource) == "prometheus", resource.inputs["name"]
+            published.pop(resource.inputs["name"])
     if "edge" in raw:
         # The edge alone publishes (HTTPS, plus HTTP for ACME; HTTP alone with tls off); the replicas answer on the network.
         [edge] = of_component(plan, "caddy")
@@ -246,6 +261,9 @@ def test_every_container_has_a_working_healthcheck_and_restarts(stack):
     _, plan = stack
     for resource in containers(plan):
         name, inputs = resource.inputs["name"], resource.inputs
+        if component(resource) in WATCHED_WITHOUT_HEALTHCHECK:
+            assert inputs.get("restart") == "unless-stopped", name
+            continue
         health = inputs.get("healthcheck")
         assert health and health.get("tests"), f"{name} has no healthcheck"
         form, *args = health["tests"]
@@ -286,5 +304,6 @@ def test_every_volume_is_retained_and_mounted(stack):
 def test_the_everything_stack_has_every_engine():
     plan = run_program(EVERYTHING, stack="everything", secrets=SECRETS)
     assert sorted(component(c) for c in containers(plan)) == sorted(
-        ["vllm", "vllm", "ollama", "infinity", "speaches", "litellm", "postgres", "redis"]
+        ["vllm", "vllm", "ollama", "infinity", "speaches", "litellm", "postgres", "redis",
+         "prometheus", "blackbox-exporter", "grafana", "dcgm-exporter"]
     )

@@ -364,15 +364,17 @@ class Upload:
     gid: int = 0
 
     def archive(self) -> tuple[str, bytes]:
-        """(directory to PUT into, tar with the one file) - like the provider, the directory must exist."""
-        directory, base = posixpath.split(self.path)
+        """(directory to PUT into, tar with the one file), as the provider does it: the tar names the file's
+        whole path and is extracted at `/`, so Docker creates missing directories (root-owned, 0755).
+        (kreuzwerker/terraform-provider-docker, resource_docker_container_funcs.go: `tar.Header{Name: file}`,
+        `CopyToContainer(ctx, id, "/", ...)`.)"""
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
-            info = tarfile.TarInfo(base)
+            info = tarfile.TarInfo(self.path.lstrip("/"))
             info.size, info.mode, info.uid, info.gid = len(self.data), self.mode, self.uid, self.gid
             info.mtime = int(time.time())
             tar.addfile(info, io.BytesIO(self.data))
-        return directory or "/", buf.getvalue()
+        return "/", buf.getvalue()
 
 
 @dataclasses.dataclass

@@ -27,10 +27,13 @@ import socket
 import string
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
+
+import yaml
 
 if __package__ in (None, ""):  # `python tests/rehearsal/rehearsal.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -87,12 +90,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def stack_config(port: int, *, changed: bool = False, edit: Optional[Callable[[dict[str, Any]], None]] = None
-                 ) -> dict[str, Any]:
+def stack_config(port: int, *, changed: bool = False, edit: Optional[Callable[[dict[str, Any]], None]] = None,
+                 monitoring_ports: Optional[tuple[int, int]] = None) -> dict[str, Any]:
     """The rehearsal stack's raw config, the gateway on `port`; `changed`: with CHANGED_OLLAMA applied;
-    `edit`: a change of the caller's (a test breaking the stack on purpose)."""
+    `edit`: a change of the caller's (a test breaking the stack on purpose); `monitoring_ports`: Prometheus'
+    and Grafana's host ports (default: the stack file's)."""
     raw = copy.deepcopy(from_stack_file(STACK_FILE))
     raw["gateway"]["port"] = port
+    if monitoring_ports is not None:
+        raw["monitoring"]["prometheus"]["port"], raw["monitoring"]["grafana"]["port"] = monitoring_ports
     if edit is not None:
         edit(raw)
     if changed:
@@ -230,6 +236,17 @@ class Report:
     postgres_data_after_destroy: bool = False
     left_after_cleanup: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    monitoring_ports: tuple[int, int] = (0, 0)                        # Prometheus, Grafana on 127.0.0.1
+    targets: dict[str, str] = field(default_factory=dict)             # scrape job -> health, as Prometheus sees it
+    probes: dict[str, str] = field(default_factory=dict)              # probed engine -> probe_success
+    gateway_requests: dict[str, float] = field(default_factory=dict)  # requested_model -> LiteLLM's request counter
+    deployment_states: dict[str, str] = field(default_factory=dict)   # litellm_model_name -> litellm_deployment_state
+    gateway_models: list[str] = field(default_factory=list)           # model names of the gateway's config
+    gpu_memory_used: dict[str, str] = field(default_factory=dict)     # host/gpu -> DCGM_FI_DEV_FB_USED (stand-in)
+    rules_health: dict[str, str] = field(default_factory=dict)        # alert rule -> health
+    stopped_engine_alerts: list[tuple[str, str, str]] = field(default_factory=list)  # (alert, state, model) after a stop
+    grafana_dashboards: list[str] = field(default_factory=list)       # titles Grafana serves (admin password of the outputs)
+    grafana_datasource: str = ""
 
     def summary(self) -> str:
         lines = [f"rehearsal {self.run_label}: {self.seconds:.1f}s in all (gateway on 127.0.0.1:{self.port})"]
@@ -241,6 +258,9 @@ class Report:
         lines.append(f"  published: { {n: p for n, p in self.published.items() if p} }; "
                      f"calls without key: {self.without_key}; gateway on Redis: {self.gateway_redis_commands}")
         lines.append("  changed model -> " + ", ".join(f"{c.action} {c.name}" for c in self.changes))
+        lines.append(f"  prometheus targets: {self.targets}; probes: {self.probes}")
+        lines.append(f"  gateway requests by model: {self.gateway_requests}; deployment states: {self.deployment_states}")
+        lines.append(f"  after stopping {STOPPED_ENGINE}: {self.stopped_engine_alerts}; grafana: {self.grafana_dashboards}")
         lines.append(f"  after destroy: volumes {self.volumes_after_destroy}, ollama store {self.ollama_models_after_destroy}, "
                      f"postgres data {'present' if self.postgres_data_after_destroy else 'MISSING'}")
         return "\n".join(lines)
@@ -286,7 +306,7 @@ def probe_wiring(engine: api.Engine, plan: Plan, report: Report) -> None:
         info = engine.inspect_container(inputs["name"]) or {}
         report.healthy[name] = ((info.get("State") or {}).get("Health") or {}).get("Status", "none")
         report.healthchecks_match[name] = ((info.get("Config") or {}).get("Healthcheck") or {}).get("Test") \
-            == inputs["healthcheck"]["tests"]
+            == (inputs.get("healthcheck") or {}).get("tests")
         ports = (info.get("NetworkSettings") or {}).get("Ports") or {}
         report.published[name] = sorted(f"{b['HostIp']}:{b['HostPort']}->{p}" for p, bs in ports.items() for b in bs or [])
     gateway = gateway_container(plan)
@@ -302,6 +322,88 @@ def probe_wiring(engine: api.Engine, plan: Plan, report: Report) -> None:
     report.gateway_redis_commands = sorted(f.get("cmd", "?") for f in fields if f.get("addr", "").rsplit(":", 1)[0] in ips)
     code, out = engine.exec(containers(plan)["ollama"]["name"], ["ollama", "list"], timeout=30)
     report.ollama_models_after_up = sorted(line.split()[0] for line in out.splitlines()[1:] if line.strip())
+
+
+#: The engine the monitoring check stops: a scraped one (its `up` turns 0); its resource name, which is also
+#: its network alias and its `model` label.
+STOPPED_ENGINE = "infinity"
+MONITORING_WAIT_S = 60.0
+
+
+def _get_json(url: str, auth: Optional[tuple[str, str]] = None) -> Any:
+    import base64
+    import urllib.request
+
+    request = urllib.request.Request(url)
+    if auth is not None:
+        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _wait(what: str, probe: Callable[[], Any], done: Callable[[Any], bool], timeout: float = MONITORING_WAIT_S) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise api.RehearsalError(f"monitoring: {what} not seen within {timeout:g}s; last: {value}")
+        time.sleep(0.5)
+
+
+def check_monitoring(engine: api.Engine, plan: Plan, report: Report, log: Log) -> None:
+    """After the smoke check: Prometheus (through its published loopback port) sees every target up, the
+    gateway's request counter and deployment state per model; a stopped engine makes TargetDown pending;
+    Grafana serves the generated dashboards to the admin password of the stack outputs."""
+    prometheus, grafana = (f"http://127.0.0.1:{port}" for port in report.monitoring_ports)
+
+    def query(expr: str) -> list[dict]:
+        return _get_json(f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))["data"]["result"]
+
+    def targets() -> dict[str, str]:
+        active = _get_json(f"{prometheus}/api/v1/targets")["data"]["activeTargets"]
+        return {t["labels"]["job"]: t["health"] for t in active}
+
+    report.targets = _wait("every target up", targets, lambda t: bool(t) and set(t.values()) == {"up"})
+    probes = _wait("every probe succeeding", lambda: {r["metric"]["engine"]: r["value"][1] for r in query("probe_success")},
+                   lambda p: bool(p) and set(p.values()) == {"1"})
+    report.probes = probes
+    report.gateway_models = sorted({m["model_name"] for m in gateway_models(plan)})
+    requests = _wait("LiteLLM's request counter for every model",
+                     lambda: {r["metric"]["requested_model"]: float(r["value"][1])
+                              for r in query("sum by (requested_model) (litellm_proxy_total_requests_metric_total)")},
+                     lambda r: set(report.gateway_models) <= set(r))
+    report.gateway_requests = requests
+    report.deployment_states = _wait(
+        "a deployment state for every deployment",
+        lambda: {r["metric"]["litellm_model_name"]: r["value"][1] for r in query("max by (litellm_model_name) (litellm_deployment_state)")},
+        lambda d: len(d) >= len(gateway_models(plan)))
+    report.gpu_memory_used = {f"{r['metric']['host']}/{r['metric']['gpu']}": r["value"][1] for r in query("DCGM_FI_DEV_FB_USED")}
+    rules = {r["name"]: r for g in _get_json(f"{prometheus}/api/v1/rules")["data"]["groups"] for r in g["rules"]}
+    report.rules_health = {name: rule["health"] for name, rule in rules.items()}
+
+    outputs = reveal(plan.outputs)
+    report.grafana_dashboards = sorted(b["title"] for b in _get_json(f"{grafana}/api/search", ("admin", outputs["grafanaAdminPassword"])))
+    [source] = _get_json(f"{grafana}/api/datasources", ("admin", outputs["grafanaAdminPassword"]))
+    report.grafana_datasource = source["url"]
+
+    t0 = time.monotonic()
+    engine.request("POST", f"/containers/{containers(plan)[STOPPED_ENGINE]['name']}/stop", params={"t": 5})
+
+    def pending() -> list[tuple[str, str, str]]:
+        groups = _get_json(f"{prometheus}/api/v1/rules")["data"]["groups"]
+        return sorted((r["name"], a["state"], a["labels"].get("model", "")) for g in groups for r in g["rules"] for a in r.get("alerts") or [])
+
+    report.stopped_engine_alerts = _wait(f"TargetDown pending for {STOPPED_ENGINE}", pending, bool)
+    log(f"[rehearsal] monitoring: {STOPPED_ENGINE} stopped; alerts after {time.monotonic() - t0:.1f}s: {report.stopped_engine_alerts}")
+
+
+def gateway_models(plan: Plan) -> list[dict]:
+    """The model_list of the gateway's uploaded config."""
+    [gateway] = [r for r in plan.of_type(api.CONTAINER) if r.name == "gateway"]
+    [upload] = [u for u in reveal(gateway.inputs["uploads"]) if u["file"] == "/app/config.yaml"]
+    return yaml.safe_load(upload["content"])["model_list"]
 
 
 def apply_change(engine: api.Engine, before: Plan, after: Plan, changes: list[Change], *, images: Mapping[str, str],
@@ -350,11 +452,12 @@ def rehearse(engine: Optional[api.Engine] = None, log: Log = print,
     if engine.socket_path != DOCKER_HOST[len("unix://"):]:
         raise api.RehearsalError(f"the rehearsal stack's Docker host is {DOCKER_HOST}, but the engine is at "
                                  f"{engine.socket_path}: the pull scripts would reach another engine")
-    report = Report(run_label=f"rehearsal-{secrets.token_hex(4)}", port=free_port())
+    report = Report(run_label=f"rehearsal-{secrets.token_hex(4)}", port=free_port(), monitoring_ports=(free_port(), free_port()))
     t_start = report.started
     passwords = Passwords()
-    plan = record_plan(stack_config(report.port, edit=edit), passwords)
-    changed = record_plan(stack_config(report.port, changed=True, edit=edit), passwords)
+    ports = report.monitoring_ports
+    plan = record_plan(stack_config(report.port, edit=edit, monitoring_ports=ports), passwords)
+    changed = record_plan(stack_config(report.port, changed=True, edit=edit, monitoring_ports=ports), passwords)
     records = records_of(plan)
     images = {**api.image_map(records), **api.image_map(records_of(changed))}
     overrides = {gateway_container(plan): GATEWAY_ENV_OVERRIDE}
@@ -383,8 +486,8 @@ def rehearse(engine: Optional[api.Engine] = None, log: Log = print,
 
         t0 = time.monotonic()
         report.changes = effective(diff_plans(
-            record_plan(stack_config(report.port, edit=edit), passwords, deployable=False),
-            record_plan(stack_config(report.port, changed=True, edit=edit), passwords, deployable=False)))
+            record_plan(stack_config(report.port, edit=edit, monitoring_ports=ports), passwords, deployable=False),
+            record_plan(stack_config(report.port, changed=True, edit=edit, monitoring_ports=ports), passwords, deployable=False)))
         log("[rehearsal] changed model " + " -> ".join(CHANGED_OLLAMA) + ": plan diff")
         for change in report.changes:
             log(f"  {change}")
@@ -395,6 +498,10 @@ def rehearse(engine: Optional[api.Engine] = None, log: Log = print,
                                 for n, i in containers(changed).items()}
         report.smoke.append(run_smoke(changed, report.port, engine, log))
         _phase(report, "change", t0)
+
+        t0 = time.monotonic()
+        check_monitoring(engine, changed, report, log)
+        _phase(report, "monitoring", t0)
 
         t0 = time.monotonic()
         # The pull commands are `deletedWith` their retained model store: `pulumi destroy` skips

@@ -13,6 +13,10 @@ rehearsal adds to every container: `rehearsal_binds()` is the ONE place that lis
     litellm   ENTRYPOINT litellm, CMD ["--port", "4000"] -> the real litellm from the venv
     redis     docker-entrypoint semantics, CMD ["redis-server"] -> Debian's redis-server
     postgres  docker-entrypoint semantics (initdb from POSTGRES_* env), CMD ["postgres"] -> Debian's PostgreSQL
+    prometheus         ENTRYPOINT ["/bin/prometheus"], USER nobody -> Debian's prometheus (2.42; the image has 3.x)
+    blackbox-exporter  ENTRYPOINT ["/bin/blackbox_exporter"], USER nobody -> Debian's prometheus-blackbox-exporter (0.23)
+    grafana            ENTRYPOINT ["/run.sh"], USER 472 -> python -m tests.standins.grafana (real Grafana cannot run here)
+    dcgm-exporter      (distroless, needs a GPU) -> python -m tests.standins.dcgm
 
 Images are built through the Engine API (`POST /build`, the classic builder: `FROM scratch` needs
 no registry). A tag that already exists and is not a rehearsal stand-in is never overwritten
@@ -57,6 +61,10 @@ DEFAULT_TAGS: dict[str, str] = {
     "litellm": "ghcr.io/berriai/litellm:v1.108.7",
     "redis": "redis:8.10.2",
     "postgres": "postgres:17",
+    "prometheus": "prom/prometheus:v3.13.2",
+    "blackbox-exporter": "prom/blackbox-exporter:v0.25.0",
+    "grafana": "grafana/grafana:13.1.0",
+    "dcgm-exporter": "nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-distroless",
 }
 
 _BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -125,7 +133,7 @@ class ImageSpec:
     volumes: tuple[str, ...] = ()
     stopsignal: Optional[str] = None
     #: shim name in SHIM_DIR -> the program it runs: ("standin", module, drop_first_arg_if) or
-    #: ("litellm",) or ("script", file under entrypoints/)
+    #: ("litellm",) or ("script", file under entrypoints/) or ("exec", a host program)
     shims: Mapping[str, tuple] = dataclasses.field(default_factory=dict)
     #: extra users (name, uid) besides root
     users: tuple[tuple[str, int], ...] = ()
@@ -186,6 +194,25 @@ def image_specs(venv_bin: str) -> dict[str, ImageSpec]:
             shims={"docker-entrypoint.sh": ("script", "postgres-entrypoint.sh")}, users=(("postgres", 999),),
             dirs=(("/var/lib/postgresql", 999, 0o755), ("/var/lib/postgresql/data", 999, 0o700),
                   ("/run/postgresql", 999, 0o3777))),
+        # /bin is the host's /usr/bin here (merged /usr), so /bin/prometheus is Debian's binary.
+        "prometheus": ImageSpec(
+            entrypoint=["/bin/prometheus"], env={"PATH": _BASE_PATH}, user="nobody", workdir="/prometheus",
+            users=(("nobody", 65534),), dirs=(("/etc/prometheus", 0, 0o755), ("/prometheus", 65534, 0o755))),
+        "blackbox-exporter": ImageSpec(
+            entrypoint=[f"{SHIM_DIR}/blackbox_exporter"], cmd=["--config.file=/etc/blackbox_exporter/config.yml"],
+            env={"PATH": _BASE_PATH}, user="nobody", users=(("nobody", 65534),),
+            shims={"blackbox_exporter": ("exec", "/usr/bin/prometheus-blackbox-exporter")},
+            dirs=(("/etc/blackbox_exporter", 0, 0o755),)),
+        "grafana": ImageSpec(
+            entrypoint=[f"{SHIM_DIR}/run.sh"],
+            env={**standin_env, "HOME": "/usr/share/grafana", "GF_PATHS_DATA": "/var/lib/grafana",
+                 "GF_PATHS_PROVISIONING": "/etc/grafana/provisioning"},
+            user="472", users=(("grafana", 472),), shims={"run.sh": ("standin", "tests.standins.grafana", None)},
+            dirs=(("/etc/grafana", 0, 0o755), ("/etc/grafana/provisioning", 0, 0o755), ("/var/lib/grafana", 472, 0o755)),
+            needs_repo=True),
+        "dcgm-exporter": ImageSpec(
+            entrypoint=[f"{SHIM_DIR}/dcgm-exporter"], env=standin_env,
+            shims={"dcgm-exporter": ("standin", "tests.standins.dcgm", None)}, needs_repo=True),
     }
 
 
@@ -207,6 +234,8 @@ def _shim(kind: tuple, python: str) -> bytes:
                 f"sys.exit(run_server())' \"$@\"\n").encode()
     if kind[0] == "script":
         return (ENTRYPOINTS_DIR / kind[1]).read_bytes()
+    if kind[0] == "exec":
+        return f'#!/bin/sh\n# rehearsal shim: the image\'s program -> {kind[1]} (Debian\'s build)\nexec {kind[1]} "$@"\n'.encode()
     raise ValueError(kind)
 
 

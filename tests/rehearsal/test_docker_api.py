@@ -258,9 +258,10 @@ def test_upload_archive():
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             (m,) = tar.getmembers()
             got.append((directory, m.name, oct(m.mode), m.uid, m.gid, tar.extractfile(m).read()))
-    assert got == [("/app", "config.yaml", "0o644", 0, 0, b"model_list: []\n"),
-                   ("/bin", "run.sh", "0o744", 0, 0, b"echo hi"),
-                   ("/etc", "x", "0o600", 1000, 1000, b"x")]
+    # Like the provider: the whole path in the tar, extracted at / (missing directories are created).
+    assert got == [("/", "app/config.yaml", "0o644", 0, 0, b"model_list: []\n"),
+                   ("/", "bin/run.sh", "0o744", 0, 0, b"echo hi"),
+                   ("/", "etc/x", "0o600", 1000, 1000, b"x")]
 
 
 # --- networks, volumes, images, commands --------------------------------------------------------

@@ -63,7 +63,9 @@ def test_records_expand_a_dependency_on_a_component():
 def test_stand_in_tags_are_the_programs_images(plans):
     plan, _, _ = plans
     tags = rehearsal.standin_tags(plan)
-    assert set(tags) == {"ollama", "infinity", "speaches", "vllm", "litellm", "postgres", "redis"}
+    assert set(tags) == {"ollama", "infinity", "speaches", "vllm", "litellm", "postgres", "redis",
+                         "prometheus", "blackbox-exporter", "grafana", "dcgm-exporter"}
+    assert tags["prometheus"] == ["prom/prometheus:v3.13.2"] and tags["grafana"] == ["grafana/grafana:13.1.0"]
     assert tags["vllm"] == ["vllm/vllm-openai:v0.31.0"] and tags["infinity"] == ["michaelf34/infinity:0.0.77-cpu"]
 
 
@@ -135,7 +137,10 @@ def report(engine):  # noqa: F811
 @rehearsal_mark
 def test_every_container_healthy_through_its_own_healthcheck(report):
     assert set(report.healthy) == {"ollama", "infinity", "speaches", "qwen3-0.6b", "gateway-postgres",
-                                   "gateway-redis", "gateway"}
+                                   "gateway-redis", "gateway", "prometheus", "prometheus-blackbox", "grafana",
+                                   "gpu-exporter-local"}
+    # dcgm-exporter's distroless image cannot probe itself: Prometheus' `up` watches it (see below)
+    assert report.healthy.pop("gpu-exporter-local") == "none"
     assert all(status == "healthy" for status in report.healthy.values()), report.healthy
     assert all(report.healthchecks_match.values()), report.healthchecks_match
 
@@ -159,7 +164,11 @@ def test_start_order_follows_the_plan(report):
 @rehearsal_mark
 def test_wiring_ports_and_keys(report):
     assert report.published["gateway"] == [f"127.0.0.1:{report.port}->4000/tcp"]
-    assert not any(p for n, p in report.published.items() if n != "gateway"), report.published
+    prometheus_port, grafana_port = report.monitoring_ports
+    # the monitoring UIs on loopback only; the gateway's metrics listener (4001) is not published
+    assert report.published["prometheus"] == [f"127.0.0.1:{prometheus_port}->9090/tcp"]
+    assert report.published["grafana"] == [f"127.0.0.1:{grafana_port}->3000/tcp"]
+    assert not any(p for n, p in report.published.items() if n not in ("gateway", "prometheus", "grafana")), report.published
     # each backend refuses a call without the key that the gateway got through its env
     assert set(report.without_key) == {"vllm", "infinity", "speaches", "redis"}
     assert all(report.without_key[b] in ("401", "403") for b in ("vllm", "infinity", "speaches")), report.without_key
@@ -188,11 +197,32 @@ def test_changed_model_replaces_only_the_gateway(report):
 
 
 @rehearsal_mark
+def test_prometheus_sees_every_target_the_gateways_counters_and_a_stopped_engine(report):
+    # every job of the generated config up, through the real Prometheus' own view (blackbox's probes included)
+    assert report.targets == {job: "up" for job in (
+        "dcgm/local/gpus/0", "infinity/local/infinity/0", "litellm/local/gateway/0", "ollama/local/ollama/0",
+        "speaches/local/speaches/0", "vllm/local/qwen3-0.6b/0")}
+    assert report.probes == {"ollama": "1", "speaches": "1"}  # Speaches' /health with its key from the secret file
+    # LiteLLM's request counter for every model the smoke check called, and one healthy state per deployment
+    assert set(report.gateway_requests) == set(report.gateway_models) and min(report.gateway_requests.values()) >= 1
+    assert len(report.deployment_states) == len(report.gateway_models)
+    assert set(report.deployment_states.values()) == {"0"}, report.deployment_states
+    assert report.gpu_memory_used == {"local/0": "4096"}
+    assert report.rules_health and set(report.rules_health.values()) == {"ok"}, report.rules_health
+    # the stopped engine's alert rule goes pending (it fires only after `targetDownFor`)
+    assert report.stopped_engine_alerts == [("TargetDown", "pending", rehearsal.STOPPED_ENGINE)]
+    # Grafana (a stand-in) got the generated provisioning, and the password of the stack output opens it
+    assert report.grafana_dashboards == ["llmstack: GPUs", "llmstack: gateway overview", "llmstack: models"]
+    assert report.grafana_datasource == "http://prometheus:9090"
+
+
+@rehearsal_mark
 def test_destroy_keeps_the_retained_volumes_with_their_data(report):
     assert report.volumes_after_destroy == report.expected_retained_volumes
     assert set(report.expected_retained_volumes) == {
         f"rehearsal-{name}"
-        for name in ("ollama-models", "infinity-cache", "speaches-hf-hub", "qwen3-0.6b-hf-cache", "litellm-postgres-data", "litellm-redis-data")
+        for name in ("ollama-models", "infinity-cache", "speaches-hf-hub", "qwen3-0.6b-hf-cache", "litellm-postgres-data", "litellm-redis-data",
+                     "prometheus-data", "grafana-data")
     }
     assert sorted(r.split(" ", 1)[1] for r in report.retained) == report.expected_retained_volumes
     assert report.objects_after_destroy == []

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .server import HttpError, Reply, Request, json_reply, serve
+from .server import HttpError, Reply, Request, json_reply, serve, text_reply
 
 DEFAULT_PORT = 7997
 DEFAULT_MODEL = "michaelfeil/bge-small-en-v1.5"
@@ -153,10 +153,16 @@ class InfinityApp:
     def __init__(self, settings: InfinitySettings) -> None:
         self.settings = settings
         self.created = int(time.time())
+        self.served: dict[str, int] = {}
 
     def handle(self, request: Request) -> Reply:
         if request.path == "/health" and request.method == "GET":
             return json_reply({"unix": time.time()})
+        if request.path == "/metrics" and request.method == "GET":
+            # Like the real server: at the root, outside the url prefix and the key (prometheus-fastapi-instrumentator's names).
+            lines = ["# TYPE http_requests_total counter"]
+            lines += [f'http_requests_total{{handler="{h}",method="POST",status="2xx"}} {n}' for h, n in sorted(self.served.items())]
+            return text_reply("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4; charset=utf-8")
         prefix = self.settings.url_prefix
         route = (request.method, request.path[len(prefix):] if request.path.startswith(prefix) else "")
         handlers = {
@@ -168,7 +174,9 @@ class InfinityApp:
             raise HttpError(404, {"detail": "Not Found"})
         if self.settings.api_key and request.bearer_token() != self.settings.api_key:
             raise HttpError(401, {"detail": "Unauthorized"})
-        return handlers[route]()
+        reply = handlers[route]()
+        self.served[route[1]] = self.served.get(route[1], 0) + 1
+        return reply
 
     def _resolve(self, name: str | None) -> InfinityModel:
         models = self.settings.models
