@@ -51,7 +51,8 @@ class LiteLLMProxyArgs(TypedDict):
     models: pulumi.Input[list[LiteLLMModelEntry]]
     """The model entries the gateway routes to (from the engine components' `model_entries`)."""
     backend_keys: NotRequired[pulumi.Input[dict[str, str]]]
-    """Env var name -> engine API key (secret), for the entries' `api_key_env` references."""
+    """Env var name -> engine API key (secret), for the entries' `api_key_env` references (a plain mapping of
+    names to keys keeps the gateway's other envs readable in a plan; an Output hides the whole env list)."""
     master_key: NotRequired[pulumi.Input[str]]
     """Admin key of the gateway (secret, starts with `sk-`); generated and kept in state when absent."""
     settings: NotRequired[GatewaySettings]
@@ -72,7 +73,16 @@ class LiteLLMProxyArgs(TypedDict):
     """Prefix of the container and volume names (default `litellm`)."""
 
 
-def _gateway_envs(fixed: dict[str, pulumi.Input[str]], backend_keys: pulumi.Input[dict[str, str]]) -> pulumi.Output[list[str]]:
+def _gateway_envs(
+    fixed: dict[str, pulumi.Input[str]], backend_keys: pulumi.Input[dict[str, str]]
+) -> pulumi.Input[list[pulumi.Input[str]]]:
+    if isinstance(backend_keys, dict):
+        # The key names are known now: each secret env is its own secret item, the plain ones stay readable in a plan.
+        clash = set(fixed) & set(backend_keys)
+        if clash:
+            raise ValueError(f"backend key env names clash with the gateway's own envs: {sorted(clash)}")
+        return container.container_envs(PLAIN_ENVS, {**fixed, **backend_keys})
+
     def merge(resolved: list) -> list[str]:
         fixed_values, keys = resolved
         clash = set(fixed_values) & set(keys)

@@ -11,7 +11,7 @@ import yaml
 
 from . import registry
 from .errors import StackConfigError
-from .plan import Plan, masked, reveal, run_program
+from .plan import Plan, RecordedResource, masked, masked_envs, reveal, run_program
 from .schema import StackConfig
 from .source import from_stack_file
 from .validation import CheckedStack, check_stack
@@ -43,11 +43,20 @@ def litellm_config(plan: Plan) -> dict[str, Any]:
     return {}
 
 
+def shown_inputs(resource: RecordedResource) -> dict[str, Any]:
+    """A resource's inputs as `config render` prints them: only secret values masked, a container's envs item by item."""
+    inputs = resource.sent or resource.inputs
+    shown = {name: masked(value) for name, value in inputs.items()}
+    if resource.type == LITELLM_CONTAINER_TYPE and "envs" in inputs:
+        shown["envs"] = masked_envs(inputs["envs"])
+    return shown
+
+
 def plan_document(plan: Plan) -> dict[str, Any]:
-    """The printable plan: resources (secrets shown as `[secret]`), the LiteLLM config and the stack outputs."""
+    """The printable plan: resources (each secret value shown as `[secret]`, e.g. `NAME=[secret]` in a list of envs), the LiteLLM config and the stack outputs."""
     resources = sorted(plan.resources, key=lambda r: (r.type, r.name, r.urn))
     return {
-        "resources": [{"type": r.type, "name": r.name, "inputs": masked(r.inputs)} for r in resources],
+        "resources": [{"type": r.type, "name": r.name, "inputs": shown_inputs(r)} for r in resources],
         "litellmConfig": litellm_config(plan),
         "outputs": masked(plan.outputs),
     }

@@ -30,6 +30,19 @@ def _merge_keys(groups: list[dict[str, str]]) -> dict[str, str]:
     return merged
 
 
+def backend_keys(stack: StackConfig, engines: list[EngineDeployment]) -> dict[str, pulumi.Output[str]]:
+    """Gateway env -> engine key (secret), the names known from the stack: each env stays its own secret."""
+    names = [block.gateway_key_env() for _, _, block in registry.blocks(stack)]
+    if len(names) != len(engines):
+        raise ValueError("the deployed engines do not match the stack's engine blocks")
+    _merge_keys([{name: ""} for name in names if name])  # two engines never share a key env
+    return {
+        name: pulumi.Output.secret(engine.server.backend_keys.apply(lambda keys, name=name: keys[name]))
+        for name, engine in zip(names, engines)
+        if name
+    }
+
+
 def gateway_args(
     stack: StackConfig,
     engines: list[EngineDeployment],
@@ -41,7 +54,7 @@ def gateway_args(
     args: LiteLLMProxyArgs = {
         "network_name": network_name,
         "models": entries,
-        "backend_keys": pulumi.Output.secret(pulumi.Output.all(*[e.server.backend_keys for e in engines]).apply(_merge_keys)),
+        "backend_keys": backend_keys(stack, engines),
         "settings": {
             "routing_strategy": gw.routing_strategy,
             "num_retries": gw.num_retries,
