@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from . import registry
+from . import registry, webui
 from .errors import StackConfigError
 from .plan import Plan, RecordedResource, masked, masked_envs, reveal, run_program
 from .schema import StackConfig
@@ -75,7 +75,8 @@ def stack_name(path: Path) -> str:
 
 def check(path: Path, out: TextIO) -> int:
     _, checked = load(path)
-    print("; ".join([summary(path, checked.config), *checked.gpu_plan.notes()]), file=out)
+    webui_line = webui.summary(checked.config)
+    print("; ".join([summary(path, checked.config), *checked.gpu_plan.notes(), *([webui_line] if webui_line else [])]), file=out)
     return EXIT_OK
 
 

@@ -7,7 +7,7 @@ import pulumi
 from components.litellm import LiteLLMProxy, LiteLLMProxyArgs
 from components.model_entry import LiteLLMModelEntry, models_by_route
 
-from . import registry
+from . import registry, webui
 from .deployment import DeployContext, EngineDeployment
 from .errors import StackConfigError
 from .schema import StackConfig
@@ -97,6 +97,7 @@ def deploy_stack(checked: CheckedStack) -> dict[str, Any]:
         "masterKey": pulumi.Output.secret(gateway.master_key),
         "models": entries.apply(models_by_route),
         "toolModels": entries.apply(lambda es: sorted(e["model_name"] for e in es if e.get("supports_function_calling"))),
+        **webui.deploy(stack, context.sites, gateway),
     }
 
 

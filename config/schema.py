@@ -2,7 +2,7 @@
 
 import ipaddress
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator
@@ -179,6 +179,40 @@ class Gateway(Section):
             raise problem(f"{value!r} is not an IP address", "write 127.0.0.1 (this host only) or 0.0.0.0 (all interfaces)") from None
 
 
+def _model_or_off(value: Any) -> Any:
+    """A model name, or `false` for a feature turned off."""
+    if value is None or value is False:
+        return value
+    if isinstance(value, str) and value.strip():
+        return value
+    raise problem(f"{value!r} is not a model name", "name a model of this stack, or write false to turn the feature off")
+
+
+ModelOrOff = Annotated[Optional[Union[str, bool]], BeforeValidator(_model_or_off)]
+
+
+class WebUI(Section):
+    """`llmstack:webui`: Open WebUI on the gateway's host; every model defaults to the stack's first on its route."""
+
+    image: Optional[str] = None
+    port: int = Field(default=3000, ge=1, le=65535)
+    url: Optional[str] = None
+    default_model: ModelOrOff = None
+    embedding_model: ModelOrOff = None
+    embedding_batch_size: int = Field(default=1, ge=1, le=1024)
+    reranking_model: ModelOrOff = None
+    transcription_model: ModelOrOff = None
+    speech_model: ModelOrOff = None
+    speech_voice: Optional[str] = Field(default=None, min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and (urlparse(value).scheme not in ("http", "https") or not urlparse(value).hostname):
+            raise problem(f"{value!r} is not a URL", "write the address users open, e.g. https://chat.example.com")
+        return value
+
+
 def _default_hosts() -> dict[str, Host]:
     return {"local": Host()}
 
@@ -206,6 +240,7 @@ class StackConfig(Section):
     gateway: Gateway = Gateway()
     master_key: Optional[SecretValue] = None
     hf_token: Optional[SecretValue] = None
+    webui: Optional[WebUI] = None
 
 
 def resolve_host(stack: StackConfig, host: Optional[str]) -> str:

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError
 
-from . import gpu_plan, registry
+from . import gpu_plan, registry, webui
 from .errors import ConfigIssue, StackConfigError, key_path
 from .gpu_plan import GpuPlan
 from .registry import model_locations
@@ -265,6 +265,7 @@ CHECKS = (
     Check(_host_issues, ("hosts", "gateway", ENGINES)),
     Check(_gateway_issues, ("gateway", ENGINES)),
     Check(_section_issues, (ENGINES,)),
+    Check(webui.webui_issues, ("webui", "gateway", ENGINES)),
 )
 # The GPU plan reads where each engine runs and what it takes.
 GPU_PLAN_READS = ("hosts", ENGINES)

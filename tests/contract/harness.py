@@ -167,6 +167,8 @@ def render(raw: Mapping[str, Any], stack: str, password: Callable[[str, int], st
         raise LookupError(f"{len(redis)} containers named {REDIS_CONTAINER!r} in the {stack} plan")
     pulls = []
     for resource in plan.of_type(PULL_COMMAND):
+        if _component_type(plan, resource.parent) not in ENGINE_COMPONENTS:
+            continue  # not a model pull (the web UI's gateway key registration)
         # triggers = [docker host, container name, model] (components/model_pull.py)
         _, container, model = reveal(resource.inputs)["triggers"]
         pulls.append(ModelPull(resource.name, container, model))
