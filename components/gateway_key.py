@@ -22,17 +22,17 @@ __all__ = ["GatewayKey", "GatewayKeyArgs"]
 
 KEY_LENGTH = 48
 REGISTER_TIMEOUT = "5m"
-# Runs in the LiteLLM image's python3 (it has neither curl nor wget). argv: alias, models (JSON); stdin: the key.
-# An existing key (a re-run, or a retained database) is updated to the new models instead of created again.
-# `key_type: llm_api` keeps the key off the management routes.
+# Runs in the LiteLLM image's python3 (it has neither curl nor wget). argv: the gateway's URL, the request body
+# without the key (JSON); stdin: the key. An existing key (a re-run, or a retained database) is updated to the
+# new models instead of created again. The key is never printed, not even in LiteLLM's error messages.
 REGISTER_SCRIPT = f"""
 import hashlib, json, os, sys, urllib.error, urllib.request
-alias, models = sys.argv[1], json.loads(sys.argv[2])
+url, body = sys.argv[1], json.loads(sys.argv[2])
 key = sys.stdin.read().strip()
 auth = {{"Authorization": "Bearer " + os.environ["{MASTER_KEY_ENV}"], "Content-Type": "application/json"}}
-def call(method, path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request("http://localhost:{PORT}" + path, data=data, headers=auth, method=method)
+def call(method, path, payload=None):
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url + path, data=data, headers=auth, method=method)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, response.read().decode()
@@ -40,14 +40,13 @@ def call(method, path, body=None):
         return error.code, error.read().decode()
 status, text = call("GET", "/key/info?key=" + hashlib.sha256(key.encode()).hexdigest())
 known = status == 200 and (json.loads(text).get("info") or {{}}).get("status") != "deleted"
-body = {{"key": key, "key_alias": alias, "models": models, "metadata": {{"managed_by": "llmstack"}}}}
 path = "/key/update" if known else "/key/generate"
-if not known:
-    body["key_type"] = "llm_api"
-status, text = call("POST", path, body)
+if known:
+    body.pop("key_type", None)
+status, text = call("POST", path, {{**body, "key": key}})
 if status != 200:
     sys.exit(f"{{path}} answered HTTP {{status}}: {{text.replace(key, '[secret]')[:2000]}}")
-print(f"gateway key {{alias!r}} ({{path}}): may call {{', '.join(models)}}")
+print(f"gateway key {{body['key_alias']!r}} ({{path}}): may call {{', '.join(body['models'])}}")
 """.strip()
 # Removes the key by its alias; a gateway without the key (or already gone) has nothing to remove.
 DELETE_SCRIPT = f"""
@@ -83,10 +82,15 @@ class GatewayKeyArgs(TypedDict):
     """The key (secret, `sk-`...); generated and kept in state when absent."""
 
 
+def register_body(alias: str, models: list[str]) -> dict[str, object]:
+    """The /key/generate request without its `key`: the alias, the models it may call, LLM routes only."""
+    return {"key_alias": alias, "models": sorted(models), "key_type": "llm_api", "metadata": {"managed_by": "llmstack"}}
+
+
 def register_argv(args: GatewayKeyArgs, container_id: str) -> list[str]:
     """The local argv that registers the key (read from stdin) inside the gateway container."""
-    models = json.dumps(sorted(args["models"]))
-    exec_args = ["exec", "-i", container_id, "python3", "-c", REGISTER_SCRIPT, args["alias"], models]
+    body = json.dumps(register_body(args["alias"], args["models"]), sort_keys=True)
+    exec_args = ["exec", "-i", container_id, "python3", "-c", REGISTER_SCRIPT, f"http://localhost:{PORT}", body]
     return docker_on_host(args["docker_host"], list(args.get("ssh_opts") or []), exec_args)
 
 

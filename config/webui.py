@@ -37,6 +37,10 @@ def _camel(field: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+def _a(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
 def models_by_route(stack: StackConfig) -> dict[str, list[str]]:
     """Route -> the stack's model names on it, in the stack file's order (a model without `mode` is a chat model)."""
     routes: dict[str, list[str]] = {route: [] for route in ROUTE_MODES}
@@ -85,7 +89,7 @@ def resolve(section: WebUI, routes: dict[str, list[str]]) -> tuple[WebUIModels, 
             chosen[field] = None
             other = next((r for r, names in routes.items() if given in names), None)
             if other is not None:
-                message = f"{given!r} is a {other} model, not a {route} model"
+                message = f"{given!r} is {_a(other)} model, not {_a(route)} model"
             else:
                 close = difflib.get_close_matches(str(given), everything, n=1)
                 message = f"unknown model {given!r}" + (f" (did you mean `{close[0]}`?)" if close else "")

@@ -64,6 +64,7 @@ EVERYTHING = {
                 "rateLimits": {"qwen3": {"rpm": 600}}},
     "masterKey": SecretValue(),
     "hfToken": SecretValue(),
+    "webui": {"port": 3000, "url": "https://chat.example.com", "speechVoice": "siwis"},
 }
 SECRETS = {"masterKey": "sk-" + "e" * 40, "hfToken": "hf_everything0123456789"}
 
@@ -122,6 +123,11 @@ def test_only_the_gateway_publishes_a_port(stack):
     raw, plan = stack
     published = {c.inputs["name"]: c.inputs.get("ports") for c in containers(plan) if c.inputs.get("ports")}
     gateway = one(plan, "litellm")
+    # Open WebUI, when the stack has it, on this host's loopback only (the edge will publish it).
+    webui = of_component(plan, "open-webui")
+    for ui in webui:
+        assert [p["ip"] for p in reveal(published.pop(ui.inputs["name"]))] == ["127.0.0.1"]
+    assert bool(webui) == ("webui" in raw)
     assert list(published) == [gateway.inputs["name"]], published
     gateway_cfg = raw.get("gateway") or {}
     assert reveal(gateway.inputs["ports"]) == [
@@ -274,5 +280,5 @@ def test_every_volume_is_retained_and_mounted(stack):
 def test_the_everything_stack_has_every_engine():
     plan = run_program(EVERYTHING, stack="everything", secrets=SECRETS)
     assert sorted(component(c) for c in containers(plan)) == sorted(
-        ["vllm", "vllm", "ollama", "infinity", "speaches", "litellm", "postgres", "redis"]
+        ["vllm", "vllm", "ollama", "infinity", "speaches", "litellm", "postgres", "redis", "open-webui"]
     )

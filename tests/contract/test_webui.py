@@ -12,7 +12,11 @@ WebUI is swapped for the master key, the fallback the README describes. Nothing 
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -21,7 +25,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from components import gateway_key
 from components import webui as webui_facts
+from config.webui import KEY_ALIAS
 from tests.contract import harness
 from tests.standins.audio import sine_wav
 from tests.standins.gateway import start_gateway, stop_gateway, with_hosts
@@ -73,8 +79,9 @@ def webui_env(rendered: harness.Rendered) -> dict[str, str]:
 class WebUI:
     """A running Open WebUI, the stand-ins and the gateway behind it."""
 
-    def __init__(self, url: str, deployment: harness.Deployment, log: Path) -> None:
+    def __init__(self, url: str, deployment: harness.Deployment, log: Path, gateway_url: str) -> None:
         self.url = url
+        self.gateway_url = gateway_url
         self.deployment = deployment
         self.log = log
         self.token = ""
@@ -107,7 +114,7 @@ def webui(
     with harness.deploy(rendered, workdir, redis=harness.redis_available(), with_gateway=False) as deployment:
         config_path = workdir / "config.yaml"
         config_path.write_text(rendered.config_text)
-        _, gateway_process = start_gateway(
+        gateway_url, gateway_process = start_gateway(
             config_path, harness.gateway_env(rendered), hosts=deployment.hosts, port=gateway.port, bind=address,
             workdir=workdir / "gateway", timeout=harness.GATEWAY_START_TIMEOUT,
         )
@@ -130,7 +137,7 @@ def webui(
             url = f"http://127.0.0.1:{port}"
             wait_ready(url + "/health", process, WEBUI_START_TIMEOUT, log_path=log)
             harness.observe(f"webui: Open WebUI {webui_facts.VERSION} answered /health {time.monotonic() - started:.1f} s after start")
-            yield WebUI(url, deployment, log)
+            yield WebUI(url, deployment, log, gateway_url)
         finally:
             if process is not None:
                 stop(process, grace=15.0)
@@ -199,8 +206,8 @@ def test_a_question_about_an_uploaded_document_uses_its_embeddings_and_the_reran
     chats = [str(call["body"].get("messages")) for call in admin.engine_calls("ollama", "/api/chat")]
     assert any("locker 47B" in text and QUESTION in text for text in chats), chats
     harness.observe(
-        f"webui: document question: {len(admin.engine_calls('infinity', '/embeddings'))} embedding and "
-        f"{len(reranked)} rerank call(s) at {embedder.name}, {len(chats)} chat call(s)"
+        f"webui: upload: {len(embedded)} embedding call(s) at {embedder.name}; question: "
+        f"{len(admin.engine_calls('infinity', '/embeddings'))} embedding, {len(reranked)} rerank, {len(chats)} chat call(s)"
     )
 
 
@@ -219,3 +226,19 @@ def test_speech_is_synthesised_through_the_gateway(admin: WebUI) -> None:
     assert len(reply.content) > 100
     [call] = admin.engine_calls("speaches", "/v1/audio/speech")
     assert call["body"]["voice"] == env["AUDIO_TTS_VOICE"]
+
+
+def test_without_its_database_the_gateway_refuses_virtual_keys_and_the_registration_says_so(webui: WebUI) -> None:
+    """The registration script as `pulumi up` runs it in the gateway container, against the real LiteLLM without
+    its database (the only mode that runs here): it must fail loudly, naming the call, never printing the key."""
+    key = "sk-" + secrets.token_hex(24)
+    body = json.dumps(gateway_key.register_body(KEY_ALIAS, ["qwen2.5-0.5b"]))
+    done = subprocess.run(
+        [sys.executable, "-c", gateway_key.REGISTER_SCRIPT, webui.gateway_url, body],
+        input=key, capture_output=True, text=True, timeout=120,
+        env=base_env({"LITELLM_MASTER_KEY": webui.deployment.master_key}),
+    )
+    assert done.returncode != 0, done.stdout
+    assert "/key/generate answered HTTP" in done.stderr, done.stderr
+    assert key not in done.stdout + done.stderr
+    harness.observe(f"webui: key registration without a database: {done.stderr.strip()[:160]}")
