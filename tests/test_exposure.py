@@ -224,6 +224,15 @@ def test_every_secret_bearing_env_list_is_secret(stack):
             assert is_secret(resource.inputs["envs"]), f"{resource.inputs['name']} holds {secret_names} in a non-secret env list"
 
 
+def test_each_secret_env_is_a_secret_item_and_only_those(stack):
+    """`config render` shows plain envs item by item: each secret one must be its own secret item as sent."""
+    _, plan = stack
+    for resource in containers(plan):
+        for item in resource.sent.get("envs") or []:
+            name, value = reveal(item).split("=", 1)
+            assert is_secret(item) == bool(SECRET_ENV.search(name) and value), f"{resource.inputs['name']}: {name}"
+
+
 def test_no_secret_in_a_command_or_healthcheck(stack):
     _, plan = stack
     values = set(secret_values(plan))
