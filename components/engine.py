@@ -26,7 +26,9 @@ class EngineDescription:
     component: str
     """The engine, as the `llmstack.component` label says it: `vllm`, `ollama`, ..."""
     container_name: str
-    """Container name and network alias: the host name in the engine's `api_base`."""
+    """Docker name of the container (scoped by the stack's prefix)."""
+    hostname: str
+    """Network alias of the container: the host name in the engine's `api_base`."""
     image: str
     """Image reference (the pinned tag unless overridden)."""
     command: Sequence[str]
@@ -93,7 +95,7 @@ class EngineServer(pulumi.ComponentResource):
             container_name=description.container_name,
             image=image,
             network_name=network_name,
-            aliases=[description.container_name],
+            aliases=[description.hostname],
             command=list(description.command),
             envs=container.container_envs(dict(description.plain_envs), secret_envs),
             health=container.healthcheck(description.health_test, description.health_start_period),

@@ -5,6 +5,7 @@ from typing import NotRequired, Optional, TypedDict
 
 import pulumi
 
+from . import container
 from .engine import EngineDescription, EngineServer
 from .model_entry import LiteLLMModelEntry, ROUTE_MODES, engine_entries, key_env_name, require_unique_names
 
@@ -55,7 +56,9 @@ class InfinityServerArgs(TypedDict):
     api_key: NotRequired[pulumi.Input[str]]
     """Key Infinity requires (secret); generated and kept in state when absent."""
     container_name: NotRequired[str]
-    """Container name and network alias (default `infinity`)."""
+    """Network alias (the host in `api_base`), and the container name after `name_prefix` (default `infinity`)."""
+    name_prefix: NotRequired[str]
+    """Prefix of the container and volume names (e.g. the stack name: `prod-infinity`); the network alias stays unprefixed."""
     cache_volume_name: NotRequired[str]
     """Docker volume for the model cache (default `<container_name>-cache`); it is retained on destroy."""
     health_start_period: NotRequired[str]
@@ -80,9 +83,9 @@ def serve_command(models: Sequence[InfinityModel]) -> list[str]:
     return command + ["--port", str(PORT)]
 
 
-def gateway_key_env(container_name: str) -> str:
-    """The gateway env var holding this server's key: `INFINITY_API_KEY` for the default container."""
-    return key_env_name("infinity", "" if container_name == CONTAINER_NAME else container_name)
+def gateway_key_env(hostname: str) -> str:
+    """The gateway env var holding the key of the server with this network alias: `INFINITY_API_KEY` for the default one."""
+    return key_env_name("infinity", "" if hostname == CONTAINER_NAME else hostname)
 
 
 def model_entries(models: Sequence[InfinityModel], api_base: str, key_env: str) -> list[LiteLLMModelEntry]:
@@ -97,11 +100,13 @@ class InfinityServer(EngineServer):
         super().__init__("llmstack:index:InfinityServer", name, {}, opts)
         models = list(args["models"])
         require_unique_names("InfinityServer", models)  # type: ignore[arg-type]
-        container_name = args.get("container_name") or CONTAINER_NAME
+        hostname = args.get("container_name") or CONTAINER_NAME
+        container_name = container.docker_name(args.get("name_prefix"), hostname)
         gpus = list(args.get("gpus") or [])
         description = EngineDescription(
             component="infinity",
             container_name=container_name,
+            hostname=hostname,
             image=args.get("image") or image_for(gpus),
             command=serve_command(models),
             health_test=HEALTH_TEST,
@@ -116,6 +121,6 @@ class InfinityServer(EngineServer):
             gpus=gpus,
         )
         self._build(name, description, args["network_name"], opts)
-        key_env = gateway_key_env(container_name)
-        api_base = f"http://{container_name}:{PORT}"
+        key_env = gateway_key_env(hostname)
+        api_base = f"http://{hostname}:{PORT}"
         self._expose(api_base, model_entries(models, api_base, key_env), key_env)

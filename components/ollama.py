@@ -6,6 +6,7 @@ from typing import NotRequired, Optional, TypedDict
 
 import pulumi
 
+from . import container
 from .engine import EngineDescription, EngineServer
 from .model_entry import LiteLLMModelEntry, require_unique_names
 
@@ -61,7 +62,9 @@ class OllamaServerArgs(TypedDict):
     image: NotRequired[str]
     """Image override (default: the pinned ollama/ollama tag)."""
     container_name: NotRequired[str]
-    """Container name and network alias (default `ollama`)."""
+    """Network alias (the host in `api_base`), and the container name after `name_prefix` (default `ollama`)."""
+    name_prefix: NotRequired[str]
+    """Prefix of the container and volume names (e.g. the stack name: `prod-ollama`); the network alias stays unprefixed."""
     models_volume_name: NotRequired[str]
     """Docker volume for the model store (default `<container_name>-models`); it is retained on destroy."""
     health_start_period: NotRequired[str]
@@ -120,10 +123,12 @@ class OllamaServer(EngineServer):
         super().__init__("llmstack:index:OllamaServer", name, {}, opts)
         models = list(args["models"])
         require_unique_names("OllamaServer", models)  # type: ignore[arg-type]
-        container_name = args.get("container_name") or CONTAINER_NAME
+        hostname = args.get("container_name") or CONTAINER_NAME
+        container_name = container.docker_name(args.get("name_prefix"), hostname)
         description = EngineDescription(
             component="ollama",
             container_name=container_name,
+            hostname=hostname,
             image=args.get("image") or IMAGE,
             # The image's entrypoint is `ollama` and its default command `serve`.
             command=["serve"],
@@ -138,5 +143,5 @@ class OllamaServer(EngineServer):
         self._build(name, description, args["network_name"], opts)
         tags = sorted({m["model"] for m in models})
         self._pull_models(name, tags, args["docker_host"], args.get("ssh_opts") or [], pull_argv, remove_argv)
-        api_base = f"http://{container_name}:{PORT}"
+        api_base = f"http://{hostname}:{PORT}"
         self._expose(api_base, model_entries(models, api_base), None, pulled_models=pulumi.Output.from_input(tags))

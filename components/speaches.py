@@ -5,6 +5,7 @@ from typing import NotRequired, Optional, TypedDict
 
 import pulumi
 
+from . import container
 from .engine import EngineDescription, EngineServer
 from .model_entry import ROUTE_MODES, LiteLLMModelEntry, engine_entries, key_env_name, require_unique_names
 
@@ -80,7 +81,9 @@ class SpeachesServerArgs(TypedDict):
     api_key: NotRequired[pulumi.Input[str]]
     """Key Speaches requires (secret); generated and kept in state when absent."""
     container_name: NotRequired[str]
-    """Container name and network alias (default `speaches`)."""
+    """Network alias (the host in `api_base`), and the container name after `name_prefix` (default `speaches`)."""
+    name_prefix: NotRequired[str]
+    """Prefix of the container and volume names (e.g. the stack name: `prod-speaches`); the network alias stays unprefixed."""
     cache_volume_name: NotRequired[str]
     """Docker volume for the Hugging Face hub cache (default `<container_name>-hf-hub`); it is retained on destroy."""
     health_start_period: NotRequired[str]
@@ -107,9 +110,9 @@ def remove_argv(model_id: str) -> list[str]:
     return ["sh", "-c", REMOVE_SCRIPT, "sh", model_id]
 
 
-def gateway_key_env(container_name: str) -> str:
-    """The gateway env var holding this server's key: `SPEACHES_API_KEY` for the default container."""
-    return key_env_name("speaches", "" if container_name == CONTAINER_NAME else container_name)
+def gateway_key_env(hostname: str) -> str:
+    """The gateway env var holding the key of the server with this network alias: `SPEACHES_API_KEY` for the default one."""
+    return key_env_name("speaches", "" if hostname == CONTAINER_NAME else hostname)
 
 
 def model_entries(models: Sequence[SpeachesModel], api_base: str, key_env: str) -> list[LiteLLMModelEntry]:
@@ -127,11 +130,13 @@ class SpeachesServer(EngineServer):
         super().__init__("llmstack:index:SpeachesServer", name, {}, opts)
         models = list(args["models"])
         require_unique_names("SpeachesServer", models)  # type: ignore[arg-type]
-        container_name = args.get("container_name") or CONTAINER_NAME
+        hostname = args.get("container_name") or CONTAINER_NAME
+        container_name = container.docker_name(args.get("name_prefix"), hostname)
         gpus = list(args.get("gpus") or [])
         description = EngineDescription(
             component="speaches",
             container_name=container_name,
+            hostname=hostname,
             image=args.get("image") or image_for(gpus),
             # The image's own CMD (uvicorn serving the app) is what runs.
             command=[],
@@ -149,8 +154,8 @@ class SpeachesServer(EngineServer):
         self._build(name, description, args["network_name"], opts)
         model_ids = sorted({m["model"] for m in models})
         self._pull_models(name, model_ids, args["docker_host"], args.get("ssh_opts") or [], pull_argv, remove_argv)
-        key_env = gateway_key_env(container_name)
-        api_base = f"http://{container_name}:{PORT}/v1"
+        key_env = gateway_key_env(hostname)
+        api_base = f"http://{hostname}:{PORT}/v1"
         self._expose(
             api_base, model_entries(models, api_base, key_env), key_env, pulled_models=pulumi.Output.from_input(model_ids)
         )

@@ -6,7 +6,7 @@ from typing import Any, NotRequired, Optional, TypedDict
 
 import pulumi
 
-from . import container
+from . import container, vllm_cli
 from .engine import EngineDescription, EngineServer
 from .model_entry import LiteLLMModelEntry, key_env_name
 
@@ -44,7 +44,7 @@ class VllmServerArgs(TypedDict):
     """Inputs of a VllmServer."""
 
     served_model_name: str
-    """The model name clients use; also the container name and its network alias."""
+    """The model name clients use; also the network alias, and the container name after `name_prefix`."""
     model: str
     """Hugging Face model id (or a path in the cache volume), e.g. `Qwen/Qwen3-30B-A3B-FP8`."""
     network_name: pulumi.Input[str]
@@ -74,7 +74,9 @@ class VllmServerArgs(TypedDict):
     health_start_period: NotRequired[str]
     """How long the first start (download, load, compile) may take before failed healthchecks count, e.g. `60m`."""
     cache_volume_name: NotRequired[str]
-    """Docker volume for the Hugging Face cache (default `<served_model_name>-hf-cache`); it is retained on destroy."""
+    """Docker volume for the Hugging Face cache (default `<container name>-hf-cache`); it is retained on destroy."""
+    name_prefix: NotRequired[str]
+    """Prefix of the container and volume names (e.g. the stack name: `prod-qwen3`); the network alias stays the model name."""
 
 
 def gateway_key_env(served_model_name: str) -> str:
@@ -84,12 +86,12 @@ def gateway_key_env(served_model_name: str) -> str:
 
 def removed_flags_in(args: Sequence[str]) -> list[str]:
     """The flags among `args` that current vLLM rejects."""
-    return [a for a in args if a.split("=", 1)[0] in REMOVED_FLAGS]
+    return [a for a in args if vllm_cli.flag_name(a) in REMOVED_FLAGS]
 
 
 def managed_flags_in(args: Sequence[str]) -> list[str]:
     """The flags among `args` that VllmServer already sets from its typed args."""
-    return [a for a in args if a.split("=", 1)[0] in MANAGED_FLAGS]
+    return [a for a in args if vllm_cli.flag_name(a) in MANAGED_FLAGS]
 
 
 def tensor_parallel_size(gpus: Optional[Sequence[str]], override: Optional[int] = None) -> Optional[int]:
@@ -133,15 +135,17 @@ class VllmServer(EngineServer):
     def __init__(self, name: str, args: VllmServerArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("llmstack:index:VllmServer", name, {}, opts)
         served = args["served_model_name"]
+        container_name = container.docker_name(args.get("name_prefix"), served)
         description = EngineDescription(
             component="vllm",
-            container_name=served,
+            container_name=container_name,
+            hostname=served,
             image=args.get("image") or IMAGE,
             command=serve_command(args),
             health_test=HEALTH_TEST,
             health_start_period=args.get("health_start_period") or HEALTH_START_PERIOD,
             data_path=CACHE_PATH,
-            data_volume=args.get("cache_volume_name") or f"{served}-hf-cache",
+            data_volume=args.get("cache_volume_name") or f"{container_name}-hf-cache",
             data_resource="hf-cache",
             plain_envs={"HF_HOME": CACHE_PATH},
             key_env=CONTAINER_KEY_ENV,

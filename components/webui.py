@@ -26,7 +26,7 @@ HEALTH_TEST = [
 HEALTH_START_PERIOD = "180s"
 SECRET_KEY_ENV = "WEBUI_SECRET_KEY"
 SECRET_KEY_LENGTH = 48
-CONTAINER_NAME = "open-webui"
+HOSTNAME = "open-webui"
 # The settings Open WebUI keeps in its database after the first start win over envs unless persistence is
 # off: off, the stack file stays in control. Ollama is reached only through the gateway; nothing phones home
 # or downloads a model from a hub (every model is the gateway's).
@@ -86,10 +86,10 @@ class OpenWebUIArgs(TypedDict):
     """Host address of the published port (default 127.0.0.1: this host only)."""
     image: NotRequired[str]
     """Open WebUI image override."""
-    container_name: NotRequired[str]
-    """Container name and network alias (default `open-webui`)."""
-    data_volume_name: NotRequired[str]
-    """Retained volume for its database and uploads (default `<container_name>-data`)."""
+    hostname: NotRequired[str]
+    """Its network alias (default `open-webui`): what the edge forwards to."""
+    name_prefix: NotRequired[str]
+    """Prefix of the container and volume names (e.g. the stack name: `prod-open-webui`); the alias stays."""
 
 
 def plain_envs(args: OpenWebUIArgs, gateway_url: str) -> dict[str, str]:
@@ -181,7 +181,8 @@ class OpenWebUI(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: OpenWebUIArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("llmstack:index:OpenWebUI", name, {}, opts)
-        container_name = args.get("container_name") or CONTAINER_NAME
+        hostname = args.get("hostname") or HOSTNAME
+        prefix = args.get("name_prefix")
         given = args.get("secret_key")
         secret_key = (
             container.generated_secret(f"{name}-secret-key", self, length=SECRET_KEY_LENGTH)
@@ -191,9 +192,7 @@ class OpenWebUI(pulumi.ComponentResource):
         api_key = pulumi.Output.secret(args["api_key"])
         secrets: dict[str, pulumi.Input[str]] = {SECRET_KEY_ENV: secret_key}
         secrets.update({env: api_key for env in key_envs(args)})
-        data = container.retained_volume(
-            f"{name}-data", args.get("data_volume_name") or f"{container_name}-data", "open-webui", self
-        )
+        data = container.retained_volume(f"{name}-data", container.docker_name(prefix, f"{hostname}-data"), "open-webui", self)
         bind_port = args.get("bind_port")
         ports = (
             []
@@ -203,10 +202,10 @@ class OpenWebUI(pulumi.ComponentResource):
         self.container = container.service_container(
             name,
             parent=self,
-            container_name=container_name,
+            container_name=container.docker_name(prefix, hostname),
             image=container.pinned_image(f"{name}-image", args.get("image") or IMAGE, self),
             network_name=args["network_name"],
-            aliases=[container_name],
+            aliases=[hostname],
             command=[],
             envs=container_envs(args, secrets),
             health=container.healthcheck(HEALTH_TEST, HEALTH_START_PERIOD),
@@ -215,6 +214,6 @@ class OpenWebUI(pulumi.ComponentResource):
             ports=ports,
             depends_on=container.depends_on_of(opts),
         )
-        self.internal_url = pulumi.Output.from_input(f"http://{container_name}:{PORT}")
+        self.internal_url = pulumi.Output.from_input(f"http://{hostname}:{PORT}")
         self.secret_key = secret_key
         self.register_outputs({"internal_url": self.internal_url, "secret_key": self.secret_key})

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 import yaml
 
 from . import registry, webui
+from .deployment import name_prefix_of
 from .errors import StackConfigError
 from .plan import Plan, RecordedResource, masked, masked_envs, reveal, run_program
 from .schema import StackConfig
@@ -21,7 +22,9 @@ LITELLM_CONTAINER_TYPE = "docker:index/container:Container"
 
 
 def summary(path: Path, stack: StackConfig) -> str:
-    """One line: hosts, engines and model counts."""
+    """One line: hosts, engines, model counts, where the gateway is published and how Docker names are scoped."""
+    prefix = name_prefix_of(stack, stack_name(path))
+    names = f"Docker names prefixed {prefix + '-'!r}" if prefix else "Docker names not prefixed"
     engines = []
     for spec in registry.sections():
         blocks = spec.blocks(stack)
@@ -30,7 +33,7 @@ def summary(path: Path, stack: StackConfig) -> str:
     return (
         f"{path}: ok: {len(stack.hosts)} host(s) ({', '.join(sorted(stack.hosts))}), "
         f"engines: {', '.join(engines) or 'none'}, {len(registry.model_locations(stack))} model(s), "
-        f"gateway on port {stack.gateway.port}"
+        f"gateway published on {stack.gateway.bind}:{stack.gateway.port}, {names}"
     )
 
 

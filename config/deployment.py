@@ -13,6 +13,11 @@ from .schema import Engine, StackConfig, resolve_host
 from .sites import Site
 
 
+def name_prefix_of(stack: StackConfig, stack_name: str) -> str:
+    """The Docker name prefix: `llmstack:namePrefix` when set (`""`: none), else the Pulumi stack's name."""
+    return stack.name_prefix if stack.name_prefix is not None else stack_name
+
+
 @dataclass(frozen=True)
 class EngineDeployment:
     """One deployed engine: its component, and where it runs (for the start order of later engines)."""
@@ -29,6 +34,8 @@ class DeployContext:
     stack: StackConfig
     sites: dict[str, Site]
     gpu_plan: GpuPlan
+    name_prefix: str = ""
+    """Prefix of every Docker name (see name_prefix_of)."""
     deployed: list[EngineDeployment] = field(default_factory=list)
 
     def site(self, block: Engine) -> Site:

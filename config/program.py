@@ -8,7 +8,7 @@ from components.litellm import LiteLLMProxy, LiteLLMProxyArgs
 from components.model_entry import LiteLLMModelEntry, models_by_route
 
 from . import registry, webui
-from .deployment import DeployContext, EngineDeployment
+from .deployment import DeployContext, EngineDeployment, name_prefix_of
 from .errors import StackConfigError
 from .schema import StackConfig
 from .sites import build_sites, site_of
@@ -85,19 +85,27 @@ def gateway_args(
 def deploy_stack(checked: CheckedStack) -> dict[str, Any]:
     """Registers every resource of the stack and returns the stack outputs."""
     stack = checked.config
-    context = DeployContext(stack, build_sites(stack), checked.gpu_plan)
+    prefix = name_prefix_of(stack, pulumi.get_stack())
+    if prefix and not (prefix[0].isalnum() and prefix.isascii()):
+        raise pulumi.RunError(
+            f"the stack name {prefix!r} cannot start a Docker name. Fix: set llmstack:namePrefix to a name that starts with a letter or digit"
+        )
+    context = DeployContext(stack, build_sites(stack, prefix), checked.gpu_plan, prefix)
     for spec, _, block in registry.blocks(stack):
         context.deployed.append(spec.deploy(block, context))
     engines = context.deployed
     site = site_of(stack, context.sites, stack.gateway.host)
     entries = pulumi.Output.all(*[e.server.model_entries for e in engines]).apply(_flatten)
-    gateway = LiteLLMProxy("gateway", gateway_args(stack, engines, entries, site.network.name), opts=site.options())
+    args = gateway_args(stack, engines, entries, site.network.name)
+    if prefix:
+        args["name_prefix"] = prefix
+    gateway = LiteLLMProxy("gateway", args, opts=site.options())
     return {
         "gatewayUrl": gateway.port.apply(lambda port: f"http://{site.client_address}:{port}"),
         "masterKey": pulumi.Output.secret(gateway.master_key),
         "models": entries.apply(models_by_route),
         "toolModels": entries.apply(lambda es: sorted(e["model_name"] for e in es if e.get("supports_function_calling"))),
-        **webui.deploy(stack, context.sites, gateway),
+        **webui.deploy(stack, context.sites, gateway, prefix),
     }
 
 

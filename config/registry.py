@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from pydantic import Field, create_model
 
-from components.litellm import container_names as gateway_container_names
+from components.litellm import hostnames as gateway_hostnames
 
 from .schema import Engine, StackConfig
 
@@ -39,14 +39,14 @@ class SectionSpec:
     """Builds the engine component of one block, placed by the context."""
     many: bool = False
     """The section is a list, one engine container per entry (vLLM), instead of one block."""
-    container_names: tuple[str, ...] = ()
-    """Container names the engine takes whatever the models are; no model may be named so."""
+    hostnames: tuple[str, ...] = ()
+    """Network aliases the engine takes whatever the models are (its container's host name); no model may be named so."""
     measures_free_memory: bool = False
     """The engine sizes itself from the memory free on its GPUs when it starts (vLLM): it is deployed after the
     other sections and starts after the services sharing its GPUs; its GPU share is `gpu_memory_utilization`
     of each card (the model has `name` and `gpu_memory_utilization`), else `vram_gib` (the model has `vram_gib`)."""
-    checks: tuple[Callable[[Any, tuple], Iterator["ConfigIssue"]], ...] = ()
-    """Checks of one valid block (given with its location) that its schema cannot express."""
+    checks: tuple[Callable[[Any, tuple, StackConfig], Iterator["ConfigIssue"]], ...] = ()
+    """Checks of one valid block (given with its location and the stack) that its schema cannot express."""
 
     def blocks(self, stack: StackConfig) -> list[tuple[tuple, Engine]]:
         """The section's blocks in the stack, each with its location: `[(("vllm", 0), entry), ...]` or `[(("ollama",), block)]`."""
@@ -118,10 +118,10 @@ def structured_keys() -> tuple[str, ...]:
 
 
 def reserved_names() -> tuple[str, ...]:
-    """Container names of the stack's services (gateway and engines); a model may not take one."""
-    names = list(gateway_container_names())
+    """Network aliases of the stack's services (gateway and engines); a model may not take one (it becomes an alias too)."""
+    names = list(gateway_hostnames())
     for spec in sections():
-        names += spec.container_names
+        names += spec.hostnames
     return tuple(names)
 
 

@@ -10,12 +10,15 @@ from pydantic.alias_generators import to_camel
 
 from components.litellm_config import DEFAULT_SETTINGS, ROUTING_STRATEGIES
 
+from . import gpu_ids
 from .secrets import SecretValue
 
 FIX = ". Fix: "
 # Docker container and volume names; model names become container names and network aliases.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 DURATION_PATTERN = r"^(\d+(h|m|s))+$"
+# A prefix for Docker names: empty (no prefix), or what a Docker name may start with.
+NAME_PREFIX_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,30})?$"
 DOCKER_SCHEMES = ("unix", "ssh", "tcp", "npipe")
 
 
@@ -36,7 +39,7 @@ def _gpu_selection(value: Any) -> Any:
     if isinstance(value, list):
         ids = []
         for item in value:
-            if isinstance(item, bool) or not isinstance(item, (str, int)) or str(item) in ("", "all"):
+            if isinstance(item, bool) or not isinstance(item, (str, int)) or not gpu_ids.is_device_id(str(item)):
                 raise problem(f"{item!r} is not a GPU device id", 'list ids such as ["0", "1"], or write `all` alone')
             ids.append(str(item))
         if not ids:
@@ -68,6 +71,13 @@ class Gpu(Section):
     @classmethod
     def _id_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("id")
+    @classmethod
+    def _device_id(cls, value: str) -> str:
+        if not gpu_ids.is_device_id(value):
+            raise problem(f"{value!r} is not a GPU device id", "write the index (0, 1, ...) or the UUID (GPU-...) that nvidia-smi -L shows")
+        return value
 
 
 class Host(Section):
@@ -238,6 +248,8 @@ class StackConfig(Section):
     hosts: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Host] = Field(default_factory=_default_hosts, min_length=1)
     network: Network = Network()
     gateway: Gateway = Gateway()
+    name_prefix: Optional[Annotated[str, Field(pattern=NAME_PREFIX_PATTERN)]] = None
+    """Prefix of every Docker name of the stack (containers, volumes, network); default: the stack's name."""
     master_key: Optional[SecretValue] = None
     hf_token: Optional[SecretValue] = None
     webui: Optional[WebUI] = None

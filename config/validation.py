@@ -12,8 +12,9 @@ from . import gpu_plan, registry, webui
 from .errors import ConfigIssue, StackConfigError, key_path
 from .gpu_plan import GpuPlan
 from .registry import model_locations
-from .schema import DURATION_PATTERN, FIX, NAME_PATTERN, StackConfig, resolve_host
+from .schema import DURATION_PATTERN, FIX, NAME_PATTERN, NAME_PREFIX_PATTERN, StackConfig, resolve_host
 from .secrets import SECRET_KEYS, SecretValue
+from . import safety
 
 _GENERIC_FIXES = {
     "missing": "add this key",
@@ -42,6 +43,10 @@ _GENERIC_FIXES = {
 _PATTERN_PROBLEMS = {
     NAME_PATTERN: ("is not a valid name", _GENERIC_FIXES["string_pattern_mismatch"]),
     DURATION_PATTERN: ("is not a duration", "write a duration such as 90s, 15m or 1h30m"),
+    NAME_PREFIX_PATTERN: (
+        "is not a Docker name prefix",
+        "use up to 31 letters, digits, '.', '_' or '-', starting with a letter or digit (or \"\" for no prefix)",
+    ),
 }
 
 
@@ -239,7 +244,7 @@ def _section_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
     """Each engine section's own checks of its blocks."""
     for spec, loc, block in registry.blocks(stack):
         for check in spec.checks:
-            yield from check(block, loc)
+            yield from check(block, loc, stack)
 
 
 ENGINES = "<engine sections>"
@@ -265,6 +270,8 @@ CHECKS = (
     Check(_host_issues, ("hosts", "gateway", ENGINES)),
     Check(_gateway_issues, ("gateway", ENGINES)),
     Check(_section_issues, (ENGINES,)),
+    # Values that would run a command, leak a credential or collide on a Docker engine (config/safety.py).
+    *(Check(run, tuple(ENGINES if read == safety.ENGINES else read for read in reads)) for run, reads in safety.CHECKS),
     Check(webui.webui_issues, ("webui", "gateway", ENGINES)),
 )
 # The GPU plan reads where each engine runs and what it takes.

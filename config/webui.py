@@ -10,7 +10,7 @@ import pulumi
 from components.gateway_key import GatewayKey
 from components.litellm import LiteLLMProxy
 from components.model_entry import ROUTE_MODES
-from components.webui import OpenWebUI, OpenWebUIArgs
+from components.webui import HOSTNAME, OpenWebUI, OpenWebUIArgs
 
 from . import registry
 from .errors import ConfigIssue, key_path
@@ -127,6 +127,11 @@ def webui_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
     if stack.webui is None:
         return []
     _, issues = resolve(stack.webui, models_by_route(stack))
+    for name, loc in registry.model_locations(stack):
+        if name.lower() == HOSTNAME:
+            issues.append(
+                ConfigIssue(key_path(loc), f"{name!r} is the web UI's name on the stack's network", "choose another model name")
+            )
     if stack.webui.port == stack.gateway.port:
         issues.append(
             ConfigIssue(
@@ -174,7 +179,7 @@ def webui_args(
     return args
 
 
-def deploy(stack: StackConfig, sites: dict[str, Site], gateway: LiteLLMProxy) -> dict[str, Any]:
+def deploy(stack: StackConfig, sites: dict[str, Site], gateway: LiteLLMProxy, name_prefix: str = "") -> dict[str, Any]:
     """Open WebUI beside the gateway with its own gateway key; the stack outputs it adds (none without `llmstack:webui`)."""
     section = stack.webui
     if section is None:
@@ -197,9 +202,8 @@ def deploy(stack: StackConfig, sites: dict[str, Site], gateway: LiteLLMProxy) ->
     )
     # The gateway by its network alias: the Docker name may carry a stack prefix, the alias does not.
     gateway_url = gateway.internal_url.apply(lambda url: f"{url}/v1")
-    webui = OpenWebUI(
-        "webui",
-        webui_args(section, models, site.network.name, gateway_url, key.key),  # type: ignore[arg-type]
-        opts=site.options(depends_on=[key.registration]),
-    )
+    args = webui_args(section, models, site.network.name, gateway_url, key.key)  # type: ignore[arg-type]
+    if name_prefix:
+        args["name_prefix"] = name_prefix
+    webui = OpenWebUI("webui", args, opts=site.options(depends_on=[key.registration]))
     return {"webuiUrl": webui.internal_url.apply(lambda _: f"http://{site.client_address}:{section.port}")}

@@ -50,3 +50,10 @@ def gateway_config(plan: Plan) -> dict:
     from config.cli import litellm_config
 
     return litellm_config(plan)
+def pytest_terminal_summary(terminalreporter) -> None:
+    """How many bad stack files were checked, when tests/test_bad_stacks.py ran."""
+    bad_stacks = sys.modules.get("tests.test_bad_stacks")
+    if bad_stacks is not None and bad_stacks.CHECKED:
+        terminalreporter.write_line(
+            f"bad stacks: {len(bad_stacks.CHECKED)} of {len(bad_stacks.CASES)} files in tests/bad_stacks refused by `config check` with the expected key and fix"
+        )

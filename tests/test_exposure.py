@@ -148,7 +148,10 @@ def test_every_container_is_on_the_stack_network_under_its_own_name(stack):
     network = network_name(plan)
     for resource in containers(plan):
         name = resource.inputs["name"]
-        assert reveal(resource.inputs["networksAdvanced"]) == [{"name": network, "aliases": [name]}], name
+        # The Docker name is scoped by the stack (`dev-ollama`); the alias the gateway uses is not.
+        [attachment] = reveal(resource.inputs["networksAdvanced"])
+        [alias] = attachment["aliases"]
+        assert attachment["name"] == network and name.endswith("-" + alias), name
 
 
 def test_no_container_is_privileged_or_on_the_host_network(stack):
@@ -207,7 +210,7 @@ def test_every_engine_requires_its_key_and_the_gateway_holds_it(stack):
             key = envs_of(server).get(key_env)
             assert key, f"{server.inputs['name']} has no {key_env}"
             assert is_secret(server.inputs["envs"])
-            alias = server.inputs["name"]
+            [alias] = reveal(server.inputs["networksAdvanced"])[0]["aliases"]
             gateway_env = next(env for base, env in key_env_of_base.items() if f"//{alias}:" in base)
             assert gateway_env and gateway_envs[gateway_env] == key, f"the gateway does not hold the key of {alias}"
     # Ollama has no key: no model entry pointing at it carries one.

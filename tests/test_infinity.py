@@ -84,8 +84,8 @@ def test_hf_token_is_passed_as_secret_when_set():
 def test_cache_volume_is_retained_and_mounted(plan):
     volume = plan.named("infinity-cache")
     assert volume.retain_on_delete
-    assert volume.inputs["name"] == "infinity-cache"
-    assert container(plan, "infinity").inputs["volumes"] == [{"volumeName": "infinity-cache", "containerPath": "/app/.cache"}]
+    assert volume.inputs["name"] == "dev-infinity-cache"
+    assert container(plan, "infinity").inputs["volumes"] == [{"volumeName": "dev-infinity-cache", "containerPath": "/app/.cache"}]
 
 
 def test_healthcheck_waits_for_the_models(plan):

@@ -45,7 +45,7 @@ def test_postgres(plan):
     db = container(plan, "gateway-postgres")
     assert plan.named("gateway-postgres-image").inputs["name"] == postgres.IMAGE
     assert db.inputs["healthcheck"]["tests"] == ["CMD", "pg_isready", "-U", "litellm", "-d", "litellm", "-h", "127.0.0.1"]
-    assert db.inputs["volumes"] == [{"volumeName": "litellm-postgres-data", "containerPath": "/var/lib/postgresql/data"}]
+    assert db.inputs["volumes"] == [{"volumeName": "dev-litellm-postgres-data", "containerPath": "/var/lib/postgresql/data"}]
     assert plan.named("gateway-postgres-data").retain_on_delete
     envs = secret_envs_of(plan, "gateway-postgres")
     assert envs["POSTGRES_USER"] == "litellm" and envs["POSTGRES_DB"] == "litellm" and len(envs["POSTGRES_PASSWORD"]) >= 32
@@ -58,7 +58,7 @@ def test_redis_requires_password_and_persists(plan):
     assert cache.inputs["command"] == ["sh", "-c", 'exec redis-server --requirepass "$REDIS_PASSWORD" --appendonly yes --dir /data']
     assert cache.inputs["healthcheck"]["tests"][0] == "CMD-SHELL"
     assert 'redis-cli -a "$REDIS_PASSWORD"' in cache.inputs["healthcheck"]["tests"][1]
-    assert cache.inputs["volumes"] == [{"volumeName": "litellm-redis-data", "containerPath": "/data"}]
+    assert cache.inputs["volumes"] == [{"volumeName": "dev-litellm-redis-data", "containerPath": "/data"}]
     assert plan.named("gateway-redis-data").retain_on_delete
     assert "ports" not in cache.inputs
     assert len(secret_envs_of(plan, "gateway-redis")["REDIS_PASSWORD"]) >= 32
@@ -79,7 +79,7 @@ def test_gateway_publishes_only_its_port(plan):
 
 def test_gateway_container_spec(plan):
     gw = container(plan, "gateway").inputs
-    assert gw["name"] == "litellm"
+    assert gw["name"] == "dev-litellm"
     assert gw["command"] == ["--config", "/app/config.yaml", "--port", "4000", "--num_workers", "4"]
     assert gw["healthcheck"]["tests"][:2] == ["CMD", "python3"] and "/health/liveliness" in gw["healthcheck"]["tests"][3]
     assert "curl" not in str(gw["healthcheck"]) and "wget" not in str(gw["healthcheck"])

@@ -64,8 +64,8 @@ def test_only_ollama_settings_are_accepted():
 def test_model_store_is_retained_and_mounted(plan):
     volume = plan.named("ollama-models")
     assert volume.retain_on_delete
-    assert volume.inputs["name"] == "ollama-models"
-    assert container(plan, "ollama").inputs["volumes"] == [{"volumeName": "ollama-models", "containerPath": "/root/.ollama"}]
+    assert volume.inputs["name"] == "dev-ollama-models"
+    assert container(plan, "ollama").inputs["volumes"] == [{"volumeName": "dev-ollama-models", "containerPath": "/root/.ollama"}]
 
 
 def test_healthcheck_is_ollama_list_without_a_shell(plan):
@@ -82,8 +82,8 @@ def test_healthcheck_is_ollama_list_without_a_shell(plan):
 def test_serves_on_the_network_only(plan):
     c = container(plan, "ollama").inputs
     assert c["command"] == ["serve"]
-    assert c["name"] == "ollama"
-    assert c["networksAdvanced"] == [{"name": "llm", "aliases": ["ollama"]}]
+    assert c["name"] == "dev-ollama"
+    assert c["networksAdvanced"] == [{"name": "dev-llm", "aliases": ["ollama"]}]
     assert "ports" not in c
 
 
@@ -92,9 +92,11 @@ def test_one_pull_per_model_after_the_container(plan):
     found = pulls(plan, "ollama")
     assert [p.name for p in found] == ["ollama-pull-qwen2.5-0.5b", "ollama-pull-qwen2.5vl-7b-q4_K_M"]
     for pull, tag in zip(found, ["qwen2.5:0.5b", "qwen2.5vl:7b-q4_K_M"]):
-        assert pull.inputs["triggers"] == ["unix:///var/run/docker.sock", "ollama", tag]
+        assert pull.inputs["triggers"] == ["unix:///var/run/docker.sock", "dev-ollama", tag]
         assert f"docker -H unix:///var/run/docker.sock exec ollama-id ollama pull {tag}" in pull.inputs["create"]
-        assert "exec ollama sh -c" in pull.inputs["delete"] and f"sh {tag}" in pull.inputs["delete"]
+        # Removal addresses the container by id too: another stack on the engine may own a container named alike.
+        assert "exec ollama-id sh -c" in pull.inputs["delete"] and f"sh {tag}" in pull.inputs["delete"]
+        assert "dev-ollama " not in pull.inputs["delete"].replace("dev-ollama is", "")
         assert "container inspect" in pull.inputs["delete"]
         assert ollama_container.urn in pull.depends_on
 
@@ -150,12 +152,12 @@ def test_pull_scripts_are_the_shared_mechanism(plan):
     args: model_pull.ModelPullArgs = {
         "docker_host": "unix:///var/run/docker.sock",
         "ssh_opts": [],
-        "container_name": "ollama",
+        "container_name": "dev-ollama",
         "container_id": "ollama-id",
         "model": "qwen2.5:0.5b",
         "pull": ollama.pull_argv("qwen2.5:0.5b"),
         "remove": ollama.remove_argv("qwen2.5:0.5b"),
     }
     assert pull.inputs["create"] == model_pull.pull_script(args, "ollama-id")
-    assert pull.inputs["delete"] == model_pull.remove_script(args)
+    assert pull.inputs["delete"] == model_pull.remove_script(args, "ollama-id")
 

@@ -8,9 +8,11 @@ import pulumi
 import pytest
 from pydantic import Field
 
+from components.container import docker_name as container_docker_name
 from components.engine import EngineDescription, EngineServer
 from components.model_entry import engine_entries, key_env_name
-from config import registry
+from config import engine_ids, registry
+from config.errors import ConfigIssue
 from config.cli import main, summary
 from config.deployment import DeployContext, EngineDeployment
 from config.errors import StackConfigError
@@ -37,6 +39,7 @@ class TeiServerArgs(TypedDict):
     models: list[TeiModel]
     gpus: NotRequired[list[str]]
     image: NotRequired[str]
+    name_prefix: NotRequired[str]
 
 
 class TeiServer(EngineServer):
@@ -45,13 +48,14 @@ class TeiServer(EngineServer):
         [model] = args["models"]
         description = EngineDescription(
             component="tei",
-            container_name="tei",
+            container_name=container_docker_name(args.get("name_prefix"), "tei"),
+            hostname="tei",
             image=args.get("image") or "ghcr.io/huggingface/text-embeddings-inference:cpu-1.8",
             command=["--model-id", model["model"], "--port", "80"],
             health_test=["CMD", "curl", "-fsS", "http://localhost:80/health"],
             health_start_period="10m",
             data_path="/data",
-            data_volume="tei-data",
+            data_volume=container_docker_name(args.get("name_prefix"), "tei-data"),
             data_resource="data",
             key_env="API_KEY",
             gpus=args.get("gpus"),
@@ -83,12 +87,25 @@ def deploy(section: Tei, context: DeployContext) -> EngineDeployment:
         "models": [{"name": m.name, "model": m.model} for m in section.models],
     }
     args.update(image_and_gpus(section))  # type: ignore[typeddict-item]
+    if context.name_prefix:
+        args["name_prefix"] = context.name_prefix
     return context.place(section, lambda opts: TeiServer("tei", args, opts=opts))
+
+
+def model_ids(section: Tei, loc: tuple, stack) -> list[ConfigIssue]:
+    """TEI's own check, in its section module: ids as the hub writes them."""
+    return [
+        issue
+        for i, m in enumerate(section.models)
+        for issue in engine_ids.model_issue(
+            (*loc, "models", i, "model"), m.model, engine_ids.hf_model_problem(m.model, local_path=True), engine_ids.HF_FIX
+        )
+    ]
 
 
 @pytest.fixture
 def tei_section():
-    spec = registry.register(SectionSpec(key="tei", model=Tei, deploy=deploy, container_names=("tei",)))
+    spec = registry.register(SectionSpec(key="tei", model=Tei, deploy=deploy, hostnames=("tei",), checks=(model_ids,)))
     yield spec
     registry.unregister("tei")
 
@@ -110,7 +127,7 @@ def test_the_section_is_part_of_the_schema_and_the_derived_lists(tei_section):
 def test_a_stack_using_it_renders_with_its_container_key_and_gateway_entry(tei_section):
     plan = run_program({"tei": TEI, "vllm": [VLLM], "hosts": {"local": {"gpus": [{"id": "0", "memoryGiB": 24}]}}})
     tei = container(plan, "tei")
-    assert tei.inputs["name"] == "tei" and tei.inputs["command"] == ["--model-id", "Alibaba-NLP/gte-base-en-v1.5", "--port", "80"]
+    assert tei.inputs["name"] == "dev-tei" and tei.inputs["command"] == ["--model-id", "Alibaba-NLP/gte-base-en-v1.5", "--port", "80"]
     assert plan.named("tei-data").retain_on_delete
     assert is_secret(tei.inputs["envs"]) and any(e.startswith("API_KEY=") for e in reveal(tei.inputs["envs"]))
     gateway = reveal(container(plan, "gateway").inputs)
@@ -135,6 +152,15 @@ def test_validation_and_gpu_plan_read_it(tei_section):
     )
     assert [(row.service, row.reserved_gib) for row in checked.gpu_plan.rows][0] == ("tei", 3.0)
     assert checked.gpu_plan.utilizations == {"qwen3": 0.83}  # (24 - 3 - 1) / 24 = 0.833
+
+
+def test_its_own_checks_and_the_stack_wide_ones_run_on_it(tei_section):
+    with pytest.raises(StackConfigError) as error:
+        check_stack({"tei": {"models": [{"name": "gte", "model": "--trust-remote-code"}], "image": "Not An Image!"}})
+    report = error.value.report()
+    assert "llmstack:tei.models[0].model: '--trust-remote-code' is not a Hugging Face repo id" in report
+    assert "it starts with '-' and would be read as an option" in report
+    assert "llmstack:tei.image: 'Not An Image!' is not a Docker image reference" in report  # stack-wide image check
 
 
 def test_vllm_starts_after_it_on_a_shared_gpu(tei_section):

@@ -70,17 +70,17 @@ def test_envs_sorted_with_a_secret_generated_key(plan):
 def test_runs_the_images_own_command(plan):
     c = container(plan, "speaches").inputs
     assert c.get("command", []) == []
-    assert c["networksAdvanced"] == [{"name": "llm", "aliases": ["speaches"]}]
+    assert c["networksAdvanced"] == [{"name": "dev-llm", "aliases": ["speaches"]}]
     assert "ports" not in c
 
 
 def test_hub_cache_is_retained_where_the_image_user_owns_it(plan):
     volume = plan.named("speaches-hf-hub")
     assert volume.retain_on_delete
-    assert volume.inputs["name"] == "speaches-hf-hub"
+    assert volume.inputs["name"] == "dev-speaches-hf-hub"
     # The Dockerfile creates this directory as uid 1000, so a fresh named volume mounted here is writable by it.
     assert container(plan, "speaches").inputs["volumes"] == [
-        {"volumeName": "speaches-hf-hub", "containerPath": "/home/ubuntu/.cache/huggingface/hub"}
+        {"volumeName": "dev-speaches-hf-hub", "containerPath": "/home/ubuntu/.cache/huggingface/hub"}
     ]
 
 
@@ -117,18 +117,18 @@ def test_one_download_per_model_after_the_container(plan):
         args: model_pull.ModelPullArgs = {
             "docker_host": "unix:///var/run/docker.sock",
             "ssh_opts": [],
-            "container_name": "speaches",
+            "container_name": "dev-speaches",
             "container_id": "speaches-id",
             "model": model_id,
             "pull": speaches.pull_argv(model_id),
             "remove": speaches.remove_argv(model_id),
         }
         assert pull.inputs["create"] == model_pull.pull_script(args, "speaches-id")
-        assert pull.inputs["delete"] == model_pull.remove_script(args)
-        assert pull.inputs["triggers"] == ["unix:///var/run/docker.sock", "speaches", model_id]
+        assert pull.inputs["delete"] == model_pull.remove_script(args, "speaches-id")
+        assert pull.inputs["triggers"] == ["unix:///var/run/docker.sock", "dev-speaches", model_id]
         assert speaches_container.urn in pull.depends_on
         assert "exec speaches-id sh -c" in pull.inputs["create"] and "-X POST" in pull.inputs["create"]
-        assert "exec speaches sh -c" in pull.inputs["delete"] and "-X DELETE" in pull.inputs["delete"]
+        assert "exec speaches-id sh -c" in pull.inputs["delete"] and "-X DELETE" in pull.inputs["delete"]
 
 
 def test_model_entries_reach_speaches_with_its_key(plan):

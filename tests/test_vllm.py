@@ -74,8 +74,8 @@ def test_all_gpus_is_count_minus_one():
 
 def test_container_named_after_model_with_alias(plan):
     c = container(plan, "qwen3").inputs
-    assert c["name"] == "qwen3"
-    assert c["networksAdvanced"] == [{"name": "llm", "aliases": ["qwen3"]}]
+    assert c["name"] == "dev-qwen3"  # scoped by the stack; the gateway reaches it by the alias
+    assert c["networksAdvanced"] == [{"name": "dev-llm", "aliases": ["qwen3"]}]
 
 
 def test_image_pinned_kept_locally_and_used_by_id(plan):
@@ -92,9 +92,9 @@ def test_image_override():
 def test_cache_volume_is_retained_and_mounted(plan):
     volume = plan.named("qwen3-hf-cache")
     assert volume.retain_on_delete
-    assert volume.inputs["name"] == "qwen3-hf-cache"
+    assert volume.inputs["name"] == "dev-qwen3-hf-cache"
     assert container(plan, "qwen3").inputs["volumes"] == [
-        {"volumeName": "qwen3-hf-cache", "containerPath": "/root/.cache/huggingface"}
+        {"volumeName": "dev-qwen3-hf-cache", "containerPath": "/root/.cache/huggingface"}
     ]
 
 

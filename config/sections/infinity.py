@@ -1,5 +1,6 @@
 """The `llmstack:infinity` section: one InfinityServer loading every model listed."""
 
+from collections.abc import Iterator
 from typing import Literal, Optional
 
 from pydantic import Field
@@ -7,9 +8,11 @@ from pydantic import Field
 from components import infinity as infinity_facts
 from components.infinity import InfinityServer, InfinityServerArgs
 
+from .. import engine_ids
 from ..deployment import DeployContext, EngineDeployment
+from ..errors import ConfigIssue
 from ..registry import SectionSpec, register
-from ..schema import ModelName, Section, SharedEngine
+from ..schema import ModelName, Section, SharedEngine, StackConfig
 from . import image_and_gpus
 
 
@@ -26,12 +29,21 @@ class Infinity(SharedEngine):
         return infinity_facts.gateway_key_env(infinity_facts.CONTAINER_NAME)
 
 
+def value_issues(section: Infinity, loc: tuple, stack: StackConfig) -> Iterator[ConfigIssue]:
+    """Model ids Infinity reads as Hugging Face repos (or directories in the container)."""
+    for i, m in enumerate(section.models):
+        problem = engine_ids.hf_model_problem(m.model, local_path=True)
+        yield from engine_ids.model_issue((*loc, "models", i, "model"), m.model, problem, engine_ids.HF_FIX)
+
+
 def server_args(section: Infinity, context: DeployContext) -> InfinityServerArgs:
     """InfinityServer args for the `llmstack:infinity` section on its site."""
     args: InfinityServerArgs = {
         "network_name": context.site(section).network.name,
         "models": [{"name": m.name, "model": m.model, "mode": m.mode} for m in section.models],
     }
+    if context.name_prefix:
+        args["name_prefix"] = context.name_prefix
     args.update(image_and_gpus(section))  # type: ignore[typeddict-item]
     if context.hf_token is not None:
         args["hf_token"] = context.hf_token
@@ -44,5 +56,5 @@ def deploy(section: Infinity, context: DeployContext) -> EngineDeployment:
 
 
 SECTION = register(
-    SectionSpec(key="infinity", model=Infinity, deploy=deploy, container_names=(infinity_facts.CONTAINER_NAME,))
+    SectionSpec(key="infinity", model=Infinity, deploy=deploy, hostnames=(infinity_facts.CONTAINER_NAME,), checks=(value_issues,))
 )

@@ -1,5 +1,6 @@
 """The `llmstack:ollama` section: one OllamaServer for every model listed."""
 
+from collections.abc import Iterator
 from typing import Any, Optional
 
 from pydantic import Field, field_validator
@@ -8,9 +9,11 @@ from components import ollama as ollama_facts
 from components.ollama import OllamaModel as OllamaModelArgs
 from components.ollama import OllamaServer, OllamaServerArgs
 
+from .. import credentials, engine_env, engine_ids
 from ..deployment import DeployContext, EngineDeployment
+from ..errors import ConfigIssue
 from ..registry import SectionSpec, register
-from ..schema import ModelName, Section, SharedEngine, problem
+from ..schema import ModelName, Section, SharedEngine, StackConfig, problem
 from . import image_and_gpus
 
 
@@ -43,6 +46,15 @@ class Ollama(SharedEngine):
         return None  # Ollama has no authentication
 
 
+def value_issues(section: Ollama, loc: tuple, stack: StackConfig) -> Iterator[ConfigIssue]:
+    """Tags in `ollama pull`'s grammar, one pull resource per tag, no setting that moves the server or its store, no credential."""
+    for i, m in enumerate(section.models):
+        yield from engine_ids.model_issue((*loc, "models", i, "model"), m.model, engine_ids.ollama_tag_problem(m.model), engine_ids.OLLAMA_FIX)
+    yield from engine_ids.pull_name_issues(loc[0], [m.model for m in section.models], loc)
+    yield from engine_env.ollama_env_issues(section.env, loc)
+    yield from credentials.named_secret_issues(section.env, (*loc, "env"))
+
+
 def model_args(entry: OllamaModel) -> OllamaModelArgs:
     """One `models` entry as OllamaServer takes it."""
     model: OllamaModelArgs = {"name": entry.name, "model": entry.model}
@@ -62,6 +74,8 @@ def server_args(section: Ollama, context: DeployContext) -> OllamaServerArgs:
         "models": [model_args(m) for m in section.models],
         "env": dict(section.env),
     }
+    if context.name_prefix:
+        args["name_prefix"] = context.name_prefix
     args.update(image_and_gpus(section))  # type: ignore[typeddict-item]
     return args
 
@@ -71,4 +85,6 @@ def deploy(section: Ollama, context: DeployContext) -> EngineDeployment:
     return context.place(section, lambda opts: OllamaServer("ollama", server_args(section, context), opts=opts))
 
 
-SECTION = register(SectionSpec(key="ollama", model=Ollama, deploy=deploy, container_names=(ollama_facts.CONTAINER_NAME,)))
+SECTION = register(
+    SectionSpec(key="ollama", model=Ollama, deploy=deploy, hostnames=(ollama_facts.CONTAINER_NAME,), checks=(value_issues,))
+)

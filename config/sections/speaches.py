@@ -1,5 +1,6 @@
 """The `llmstack:speaches` section: one SpeachesServer for every model listed."""
 
+from collections.abc import Iterator
 from typing import Literal, Optional
 
 from pydantic import Field
@@ -8,9 +9,11 @@ from components import speaches as speaches_facts
 from components.model_entry import ROUTE_MODES
 from components.speaches import SpeachesServer, SpeachesServerArgs
 
+from .. import engine_ids
 from ..deployment import DeployContext, EngineDeployment
+from ..errors import ConfigIssue
 from ..registry import SectionSpec, register
-from ..schema import ModelName, Section, SharedEngine
+from ..schema import ModelName, Section, SharedEngine, StackConfig
 from . import image_and_gpus
 
 
@@ -27,6 +30,15 @@ class Speaches(SharedEngine):
         return speaches_facts.gateway_key_env(speaches_facts.CONTAINER_NAME)
 
 
+def value_issues(section: Speaches, loc: tuple, stack: StackConfig) -> Iterator[ConfigIssue]:
+    """Model ids that are Hugging Face repos (the id becomes a path in Speaches' model URL, run through curl), one pull each."""
+    for i, m in enumerate(section.models):
+        problem = engine_ids.hf_model_problem(m.model, local_path=False)
+        problem = problem and problem + " (it goes into Speaches' model URL)"
+        yield from engine_ids.model_issue((*loc, "models", i, "model"), m.model, problem, engine_ids.HF_FIX)
+    yield from engine_ids.pull_name_issues(loc[0], [m.model for m in section.models], loc)
+
+
 def server_args(section: Speaches, context: DeployContext) -> SpeachesServerArgs:
     """SpeachesServer args for the `llmstack:speaches` section on its site."""
     site = context.site(section)
@@ -37,6 +49,8 @@ def server_args(section: Speaches, context: DeployContext) -> SpeachesServerArgs
         "ssh_opts": list(host.ssh_opts),
         "models": [{"name": m.name, "model": m.model, "mode": ROUTE_MODES[m.mode]} for m in section.models],
     }
+    if context.name_prefix:
+        args["name_prefix"] = context.name_prefix
     args.update(image_and_gpus(section))  # type: ignore[typeddict-item]
     if context.hf_token is not None:
         args["hf_token"] = context.hf_token
@@ -49,5 +63,5 @@ def deploy(section: Speaches, context: DeployContext) -> EngineDeployment:
 
 
 SECTION = register(
-    SectionSpec(key="speaches", model=Speaches, deploy=deploy, container_names=(speaches_facts.CONTAINER_NAME,))
+    SectionSpec(key="speaches", model=Speaches, deploy=deploy, hostnames=(speaches_facts.CONTAINER_NAME,), checks=(value_issues,))
 )

@@ -8,10 +8,11 @@ from pydantic import BeforeValidator, Field, field_validator
 from components import vllm as vllm_facts
 from components.vllm import VllmServer, VllmServerArgs
 
+from .. import credentials, engine_ids, gpu_ids, vllm_args
 from ..deployment import DeployContext, EngineDeployment
 from ..errors import ConfigIssue, key_path
 from ..registry import SectionSpec, register
-from ..schema import Duration, Engine, GpuSelection, ModelName, problem
+from ..schema import Duration, Engine, GpuSelection, ModelName, StackConfig, problem
 from . import image_and_gpus
 
 # vLLM flags that may be given several times (argparse `append`); any other flag given twice is a mistake.
@@ -51,22 +52,35 @@ class Vllm(Engine):
         return vllm_facts.gateway_key_env(self.name)
 
 
-def flag_issues(entry: Vllm, loc: tuple) -> Iterator[ConfigIssue]:
-    """Removed, managed and repeated flags in extraArgs, and auto tool choice without a parser."""
+def value_issues(entry: Vllm, loc: tuple, stack: StackConfig) -> Iterator[ConfigIssue]:
+    """The model id and parser names in vLLM's grammar, no credential in overrides or flags, a tensor-parallel size that fits."""
+    yield from engine_ids.model_issue((*loc, "model"), entry.model, engine_ids.hf_model_problem(entry.model, local_path=True), engine_ids.HF_FIX)
+    yield from engine_ids.parser_issue((*loc, "reasoningParser"), entry.reasoning_parser)
+    yield from engine_ids.parser_issue((*loc, "toolCallParser"), entry.tool_call_parser)
+    yield from credentials.named_secret_issues(entry.hf_overrides or {}, (*loc, "hfOverrides"))
+    yield from credentials.secret_flag_issues(entry.extra_args, (*loc, "extraArgs"))
+    yield from gpu_ids.tensor_parallel_issues(entry, loc, stack)
+
+
+def flag_issues(entry: Vllm, loc: tuple, stack: StackConfig) -> Iterator[ConfigIssue]:
+    """Removed, managed and repeated flags in extraArgs, read as vLLM reads them (`--max_model_len`, `-tp`,
+    `--api-key=...`), and auto tool choice without a parser; a message never echoes a flag's value (it may be a secret)."""
     where = key_path((*loc, "extraArgs"))
-    for flag in vllm_facts.removed_flags_in(entry.extra_args):
+    yield from vllm_args.extra_args_issues(loc[1], entry.extra_args)
+    for flag in vllm_args.canonical(vllm_facts.removed_flags_in(entry.extra_args)):
         fix = "remove it"
         if flag.startswith("--rope-scaling"):
             fix = "use hfOverrides: {rope_parameters: {rope_type: yarn, factor: 4.0, original_max_position_embeddings: 32768}}"
         elif flag.startswith("--enable-reasoning"):
             fix = "remove it: reasoningParser alone turns reasoning on"
         yield ConfigIssue(where, f"{flag} was removed from vLLM and stops it at start", fix)
-    for flag in vllm_facts.managed_flags_in(entry.extra_args):
-        yield ConfigIssue(where, f"{flag} is set from the typed keys", "use the matching key (e.g. maxModelLen) instead")
-    flags = [a.split("=", 1)[0] for a in entry.extra_args if a.startswith("--")]
+    for flag in vllm_args.canonical(vllm_facts.managed_flags_in(entry.extra_args)):
+        if flag not in vllm_args.SECRET_FLAGS:  # reported by the credential check, with how to pass a secret
+            yield ConfigIssue(where, f"{flag} is set from the typed keys", "use the matching key (e.g. maxModelLen) instead")
+    flags = vllm_args.canonical(entry.extra_args)
     for flag in sorted({f for f in flags if flags.count(f) > 1 and f not in REPEATABLE_FLAGS}):
         yield ConfigIssue(where, f"{flag} is given {flags.count(flag)} times (vLLM silently keeps only the last)", f"keep one {flag}")
-    if entry.tool_call_parser is None and "--enable-auto-tool-choice" in entry.extra_args:
+    if entry.tool_call_parser is None and "--enable-auto-tool-choice" in flags:
         yield ConfigIssue(where, "auto tool choice needs a tool-call parser", "set toolCallParser instead")
 
 
@@ -78,6 +92,8 @@ def server_args(entry: Vllm, context: DeployContext) -> VllmServerArgs:
         "network_name": context.site(entry).network.name,
         "extra_args": list(entry.extra_args),
     }
+    if context.name_prefix:
+        args["name_prefix"] = context.name_prefix
     args.update(image_and_gpus(entry))  # type: ignore[typeddict-item]
     optional = {
         # `auto` is sized by the GPU plan.
@@ -106,6 +122,6 @@ SECTION = register(
         deploy=deploy,
         many=True,
         measures_free_memory=True,
-        checks=(flag_issues,),
+        checks=(value_issues, flag_issues),
     )
 )
