@@ -69,9 +69,8 @@ class GatewayKeyArgs(TypedDict):
     docker_host: str
     """Docker host URL of the gateway container: `unix://...`, `tcp://host:port` or `ssh://user@host[:port]`."""
     container_id: pulumi.Input[str]
-    """Id of the running gateway container (LiteLLMProxy's container): the key is registered once it is healthy."""
-    container_name: pulumi.Input[str]
-    """Name of the gateway container, for removing the key when it leaves the stack."""
+    """Id of the running gateway container (LiteLLMProxy's container): the key is registered once it is healthy,
+    and removed from it when the key leaves the stack."""
     alias: str
     """The key's `key_alias` in LiteLLM (unique across its keys), e.g. `open-webui`."""
     models: list[str]
@@ -94,20 +93,20 @@ def register_argv(args: GatewayKeyArgs, container_id: str) -> list[str]:
     return docker_on_host(args["docker_host"], list(args.get("ssh_opts") or []), exec_args)
 
 
-def delete_argv(args: GatewayKeyArgs, container_name: str) -> list[str]:
-    exec_args = ["exec", container_name, "python3", "-c", DELETE_SCRIPT, args["alias"]]
+def delete_argv(args: GatewayKeyArgs, container_id: str) -> list[str]:
+    exec_args = ["exec", container_id, "python3", "-c", DELETE_SCRIPT, args["alias"]]
     return docker_on_host(args["docker_host"], list(args.get("ssh_opts") or []), exec_args)
 
 
-def delete_script(args: GatewayKeyArgs, container_name: str) -> str:
+def delete_script(args: GatewayKeyArgs, container_id: str) -> str:
     """The delete command: a stopped or removed gateway container leaves nothing to do."""
     inspect = docker_on_host(
-        args["docker_host"], list(args.get("ssh_opts") or []), ["container", "inspect", "--format", "{{.State.Running}}", container_name]
+        args["docker_host"], list(args.get("ssh_opts") or []), ["container", "inspect", "--format", "{{.State.Running}}", container_id]
     )
     return (
         f"state=$({shlex.join(inspect)} 2>/dev/null) || exit 0\n"
         f'if [ "$state" != true ]; then exit 0; fi\n'
-        f"exec {shlex.join(delete_argv(args, container_name))}\n"
+        f"exec {shlex.join(delete_argv(args, container_id))}\n"
     )
 
 
@@ -126,8 +125,9 @@ class GatewayKey(pulumi.ComponentResource):
             else pulumi.Output.from_input(given)
         )
         self.key = pulumi.Output.secret(key)
-        create = pulumi.Output.from_input(args["container_id"]).apply(lambda cid: shlex.join(register_argv(args, cid)))
-        delete = pulumi.Output.from_input(args["container_name"]).apply(lambda cname: delete_script(args, cname))
+        container_id = pulumi.Output.from_input(args["container_id"])
+        create = container_id.apply(lambda cid: shlex.join(register_argv(args, cid)))
+        delete = container_id.apply(lambda cid: delete_script(args, cid))
         self.registration = command.local.Command(
             f"{name}-registration",
             create=create,

@@ -130,7 +130,11 @@ def webui_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
     for name, loc in registry.model_locations(stack):
         if name.lower() == HOSTNAME:
             issues.append(
-                ConfigIssue(key_path(loc), f"{name!r} is the web UI's name on the stack's network", "choose another model name")
+                ConfigIssue(
+                    key_path(loc),
+                    f"{name!r} is the web UI's name on the stack's network",
+                    f"choose another model name ({HOSTNAME} is taken by llmstack:webui)",
+                )
             )
     if stack.webui.port == stack.gateway.port:
         issues.append(
@@ -194,7 +198,6 @@ def deploy(stack: StackConfig, sites: dict[str, Site], gateway: LiteLLMProxy, na
             "docker_host": host.docker,
             "ssh_opts": list(host.ssh_opts),
             "container_id": gateway.container.id,
-            "container_name": gateway.container.name,
             "alias": KEY_ALIAS,
             "models": key_models(models, routes),
         },

@@ -71,6 +71,9 @@ def test_container_pinned_retained_healthy_and_published_on_loopback_only(dev: P
     [data] = [r for r in dev.of_type("docker:index/volume:Volume") if r.name == "webui-data"]
     assert data.retain_on_delete and volume["volumeName"] == data.inputs["name"]
     assert ui.inputs["healthcheck"]["tests"] == webui.HEALTH_TEST and ui.inputs["restart"] == "unless-stopped"
+    # Docker names scoped by the stack; the network alias (what the edge will forward to) is not.
+    assert (ui.inputs["name"], data.inputs["name"]) == ("dev-open-webui", "dev-open-webui-data")
+    assert [a for net in ui.inputs["networksAdvanced"] for a in net["aliases"]] == [webui.HOSTNAME]
     assert dev.outputs["webuiUrl"] == "http://localhost:3000"
 
 
@@ -127,6 +130,7 @@ def test_the_key_is_registered_after_the_gateway_is_healthy_without_a_secret_on_
     secrets = [reveal(dev.outputs["masterKey"]), reveal(command.inputs["stdin"])]
     assert not any(secret in text for secret in secrets)
     assert f"exec -i {gateway.id} python3 -c" in text and "/key/generate" in text
+    assert f"exec {gateway.id} python3 -c" in reveal(command.inputs["delete"]) and "/key/delete" in text
     ui = container(dev, "webui")
     assert command.urn in ui.depends_on, "Open WebUI must start once its key is registered"
 
