@@ -209,4 +209,5 @@ def deploy(stack: StackConfig, sites: dict[str, Site], gateway: LiteLLMProxy, na
     if name_prefix:
         args["name_prefix"] = name_prefix
     webui = OpenWebUI("webui", args, opts=site.options(depends_on=[key.registration]))
-    return {"webuiUrl": webui.internal_url.apply(lambda _: f"http://{site.client_address}:{section.port}")}
+    # Published on the Docker host's loopback only: the URL works on that host (or through an ssh tunnel to it).
+    return {"webuiUrl": webui.internal_url.apply(lambda _: f"http://127.0.0.1:{section.port}")}

@@ -74,7 +74,7 @@ def test_container_pinned_retained_healthy_and_published_on_loopback_only(dev: P
     # Docker names scoped by the stack; the network alias (what the edge will forward to) is not.
     assert (ui.inputs["name"], data.inputs["name"]) == ("dev-open-webui", "dev-open-webui-data")
     assert [a for net in ui.inputs["networksAdvanced"] for a in net["aliases"]] == [webui.HOSTNAME]
-    assert dev.outputs["webuiUrl"] == "http://localhost:3000"
+    assert dev.outputs["webuiUrl"] == "http://127.0.0.1:3000"  # on the Docker host (prod: through an ssh tunnel)
 
 
 def test_envs_wire_every_feature_to_the_gateway_by_its_network_alias(dev: Plan):
