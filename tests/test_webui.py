@@ -217,3 +217,30 @@ def test_the_component_keeps_every_secret_a_secret():
         if "sk-kkkk" in text or text.startswith(webui.SECRET_KEY_ENV):
             assert is_secret(item), text
     assert envs_of(ui)["OPENAI_API_BASE_URL"] == "http://gw:4000/v1" and "DEFAULT_MODELS" not in envs_of(ui)
+
+
+# --- blast radius --------------------------------------------------------------------------------
+
+
+def webui_changes(edit) -> set[tuple[str, str, str]]:
+    from config.plan_diff import diff_plans, effective
+
+    base = {"ollama": OLLAMA, "infinity": INFINITY, "speaches": SPEACHES, "webui": {"port": 3000}}
+    after = json.loads(json.dumps(base))
+    edit(after)
+    return {(c.action, c.type, c.name) for c in effective(diff_plans(run_program(base), run_program(after)))}
+
+
+def test_another_chat_model_replaces_only_the_ui_container():
+    from config.plan_diff import REPLACE
+
+    assert webui_changes(lambda c: c["webui"].update(defaultModel="llama3")) == {(REPLACE, CONTAINER, "webui")}
+
+
+def test_turning_reranking_off_replaces_the_ui_and_narrows_its_key_in_place():
+    from config.plan_diff import REPLACE, UPDATE
+
+    assert webui_changes(lambda c: c["webui"].update(rerankingModel=False)) == {
+        (REPLACE, CONTAINER, "webui"),
+        (UPDATE, COMMAND, "webui-gateway-key-registration"),
+    }
