@@ -59,7 +59,8 @@ class LiteLLMProxyArgs(TypedDict):
     models: pulumi.Input[list[LiteLLMModelEntry]]
     """The model entries the gateway routes to (from the engine components' `model_entries`)."""
     backend_keys: NotRequired[pulumi.Input[dict[str, str]]]
-    """Env var name -> engine API key (secret), for the entries' `api_key_env` references."""
+    """Env var name -> engine API key (secret), for the entries' `api_key_env` references (a plain mapping of
+    names to keys keeps the gateway's other envs readable in a plan; an Output hides the whole env list)."""
     master_key: NotRequired[pulumi.Input[str]]
     """Admin key of the gateway (secret, starts with `sk-`); generated and kept in state when absent."""
     settings: NotRequired[GatewaySettings]
@@ -89,13 +90,23 @@ class LiteLLMProxyArgs(TypedDict):
     Prometheus on the stack's network; never published on the host."""
 
 
-def _gateway_envs(fixed: dict[str, pulumi.Input[str]], backend_keys: pulumi.Input[dict[str, str]]) -> pulumi.Output[list[str]]:
+def _gateway_envs(
+    fixed: dict[str, pulumi.Input[str]], backend_keys: pulumi.Input[dict[str, str]], plain: Optional[dict[str, str]] = None
+) -> pulumi.Input[list[pulumi.Input[str]]]:
+    plain_envs = {**PLAIN_ENVS, **(plain or {})}
+    if isinstance(backend_keys, dict):
+        # The key names are known now: each secret env is its own secret item, the plain ones stay readable in a plan.
+        clash = (set(fixed) | set(plain_envs)) & set(backend_keys)
+        if clash:
+            raise ValueError(f"backend key env names clash with the gateway's own envs: {sorted(clash)}")
+        return container.container_envs(plain_envs, {**fixed, **backend_keys})
+
     def merge(resolved: list) -> list[str]:
         fixed_values, keys = resolved
         clash = set(fixed_values) & set(keys)
         if clash:
             raise ValueError(f"backend key env names clash with the gateway's own envs: {sorted(clash)}")
-        merged = {**PLAIN_ENVS, **fixed_values, **keys}
+        merged = {**plain_envs, **fixed_values, **keys}
         return [f"{name}={merged[name]}" for name in sorted(merged)]
 
     return pulumi.Output.secret(pulumi.Output.all(fixed, backend_keys).apply(merge))
@@ -193,9 +204,9 @@ class LiteLLMProxy(pulumi.ComponentResource):
                 SALT_KEY_ENV: salt_key,
                 DATABASE_URL_ENV: postgres.database_url(pg_name, pg_password),
                 REDIS_PASSWORD_ENV: redis_password,
-                **metrics_envs,
             },
             args.get("backend_keys") or {},
+            metrics_envs,
         )
         image = container.pinned_image(f"{name}-image", args.get("image") or IMAGE, self)
         replicas = int(args.get("replicas") or 1)

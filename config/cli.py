@@ -9,11 +9,11 @@ from typing import Any, TextIO
 
 import yaml
 
-from . import monitoring, registry
+from . import monitoring, registry, webui
 from .deployment import name_prefix_of
 from .edge import edge_url
 from .errors import StackConfigError
-from .plan import Plan, masked, reveal, run_program
+from .plan import Plan, RecordedResource, masked, masked_envs, reveal, run_program
 from .schema import StackConfig, resolve_host
 from .source import from_stack_file
 from .validation import CheckedStack, check_stack
@@ -56,11 +56,20 @@ def litellm_config(plan: Plan) -> dict[str, Any]:
     return {}
 
 
+def shown_inputs(resource: RecordedResource) -> dict[str, Any]:
+    """A resource's inputs as `config render` prints them: only secret values masked, a container's envs item by item."""
+    inputs = resource.sent or resource.inputs
+    shown = {name: masked(value) for name, value in inputs.items()}
+    if resource.type == LITELLM_CONTAINER_TYPE and "envs" in inputs:
+        shown["envs"] = masked_envs(inputs["envs"])
+    return shown
+
+
 def plan_document(plan: Plan) -> dict[str, Any]:
-    """The printable plan: resources (secrets shown as `[secret]`), the LiteLLM config and the stack outputs."""
+    """The printable plan: resources (each secret value shown as `[secret]`, e.g. `NAME=[secret]` in a list of envs), the LiteLLM config and the stack outputs."""
     resources = sorted(plan.resources, key=lambda r: (r.type, r.name, r.urn))
     return {
-        "resources": [{"type": r.type, "name": r.name, "inputs": masked(r.inputs)} for r in resources],
+        "resources": [{"type": r.type, "name": r.name, "inputs": shown_inputs(r)} for r in resources],
         "litellmConfig": litellm_config(plan),
         "outputs": masked(plan.outputs),
     }
@@ -79,7 +88,8 @@ def stack_name(path: Path) -> str:
 
 def check(path: Path, out: TextIO) -> int:
     _, checked = load(path)
-    print("; ".join([summary(path, checked.config), *checked.gpu_plan.notes()]), file=out)
+    webui_line = webui.summary(checked.config)
+    print("; ".join([summary(path, checked.config), *checked.gpu_plan.notes(), *([webui_line] if webui_line else [])]), file=out)
     return EXIT_OK
 
 

@@ -67,7 +67,10 @@ def summary(stack: StackConfig) -> str:
     parts = [
         f"{name} on {'127.0.0.1:' + str(port) if port is not None else 'the stack network only'}"
         for name, port in (("Prometheus", settings.prometheus.port), ("Grafana", settings.grafana.port))
+        if name == "Prometheus" or stack.edge is None
     ]
+    if stack.edge is not None:
+        parts.append(f"Grafana through the edge at {GRAFANA_EDGE_PATH}/")
     hosts = gpu_hosts(stack) if settings.gpu_exporter.enabled else []
     parts.append(f"GPU exporter on {', '.join(hosts)}" if hosts else "no GPU exporter")
     return "monitoring: " + ", ".join(parts)
@@ -209,8 +212,14 @@ def monitoring_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
     settings = stack.monitoring
     assert settings is not None
     gateway_host = resolve_host(stack, stack.gateway.host)
-    ports = [(("gateway", "port"), stack.gateway.port)]
-    ports += [(("monitoring", "prometheus", "port"), settings.prometheus.port), (("monitoring", "grafana", "port"), settings.grafana.port)]
+    # Host ports on the gateway's host: the gateway's (without an edge), the web UI's, Prometheus' and, without an
+    # edge (which serves Grafana at /grafana/), Grafana's.
+    ports = [] if stack.edge is not None else [(("gateway", "port"), stack.gateway.port)]
+    if stack.webui is not None:
+        ports.append((("webui", "port"), stack.webui.port))
+    ports.append((("monitoring", "prometheus", "port"), settings.prometheus.port))
+    if stack.edge is None:
+        ports.append((("monitoring", "grafana", "port"), settings.grafana.port))
     seen: dict[int, tuple] = {}
     for loc, port in ports:
         if port is None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pulumi
+from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 
@@ -53,6 +54,26 @@ def masked(value: Any) -> Any:
     return value
 
 
+def as_sent(struct: Any) -> dict[str, Any]:
+    """A registered resource's inputs with every secret marker left where it was sent: a list of envs keeps
+    its plain items plain and only its secret items secret."""
+    return json_format.MessageToDict(struct)
+
+
+def masked_envs(envs: Any) -> Any:
+    """Docker's `["NAME=value", ...]` with each secret item shown as `NAME=[secret]`: the names are wiring, not secrets."""
+    if not isinstance(envs, list):
+        return masked(envs)
+    shown = []
+    for item in envs:
+        plain = reveal(item)
+        if is_secret(item) and isinstance(plain, str) and "=" in plain:
+            shown.append(f"{plain.split('=', 1)[0]}={SHOWN_AS}")
+        else:
+            shown.append(masked(item))
+    return shown
+
+
 @dataclass
 class RecordedResource:
     """One resource as the program registered it."""
@@ -70,6 +91,9 @@ class RecordedResource:
     urn: str = ""
     id: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
+    sent: dict[str, Any] = field(default_factory=dict)
+    """The inputs with each secret marked where the program marked it (`inputs` marks a whole list or
+    mapping secret when one item is, as Pulumi's deserializer does): what `config render` masks."""
 
     def revealed(self) -> dict[str, Any]:
         return reveal(self.inputs)
@@ -211,6 +235,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     urn=response.urn,
                     id=response.id,
                     outputs=rpc.deserialize_properties(response.object),
+                    sent=as_sent(request.object),
                 )
             )
         return response

@@ -7,7 +7,7 @@ import pulumi
 from components.litellm import LiteLLMProxy, LiteLLMProxyArgs
 from components.model_entry import LiteLLMModelEntry, models_by_route
 
-from . import monitoring, registry
+from . import monitoring, registry, webui
 from .deployment import DeployContext, EngineDeployment, name_prefix_of
 from .edge import deploy_edge, edge_domain, edge_url
 from .errors import StackConfigError
@@ -31,6 +31,19 @@ def _merge_keys(groups: list[dict[str, str]]) -> dict[str, str]:
     return merged
 
 
+def backend_keys(stack: StackConfig, engines: list[EngineDeployment]) -> dict[str, pulumi.Output[str]]:
+    """Gateway env -> engine key (secret), the names known from the stack: each env stays its own secret."""
+    names = [block.gateway_key_env() for _, _, block in registry.blocks(stack)]
+    if len(names) != len(engines):
+        raise ValueError("the deployed engines do not match the stack's engine blocks")
+    _merge_keys([{name: ""} for name in names if name])  # two engines never share a key env
+    return {
+        name: pulumi.Output.secret(engine.server.backend_keys.apply(lambda keys, name=name: keys[name]))
+        for name, engine in zip(names, engines)
+        if name
+    }
+
+
 def gateway_args(
     stack: StackConfig,
     engines: list[EngineDeployment],
@@ -42,7 +55,7 @@ def gateway_args(
     args: LiteLLMProxyArgs = {
         "network_name": network_name,
         "models": entries,
-        "backend_keys": pulumi.Output.secret(pulumi.Output.all(*[e.server.backend_keys for e in engines]).apply(_merge_keys)),
+        "backend_keys": backend_keys(stack, engines),
         "settings": {
             "routing_strategy": gw.routing_strategy,
             "num_retries": gw.num_retries,
@@ -107,6 +120,7 @@ def deploy_stack(checked: CheckedStack) -> dict[str, Any]:
         "masterKey": pulumi.Output.secret(gateway.master_key),
         "models": entries.apply(models_by_route),
         "toolModels": entries.apply(lambda es: sorted(e["model_name"] for e in es if e.get("supports_function_calling"))),
+        **webui.deploy(stack, context.sites, gateway, prefix),
     }
 
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .errors import ConfigIssue
 
 # Stack keys other than the engine sections whose Pulumi config value is a JSON document.
-BASE_STRUCTURED_KEYS = ("hosts", "network", "gateway", "edge", "monitoring")
+BASE_STRUCTURED_KEYS = ("hosts", "network", "gateway", "edge", "monitoring", "webui")
 EDGE_HOSTNAME = "edge"
 
 

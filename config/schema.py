@@ -3,7 +3,7 @@
 import ipaddress
 import re
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator
@@ -259,7 +259,7 @@ class PrometheusSettings(Section):
 
 
 class GrafanaSettings(Section):
-    port: HostPort = 3000
+    port: HostPort = 3001  # Open WebUI takes 3000
     """Published on 127.0.0.1 of the gateway's host; null: not published."""
     image: Optional[str] = None
 
@@ -288,6 +288,40 @@ def _monitoring_shorthand(value: Any) -> Any:
     if value is not None and not isinstance(value, dict):
         raise problem(f"{value!r} is not a monitoring setting", "write true, false, or a mapping such as {retention: 30d}")
     return value
+
+
+def _model_or_off(value: Any) -> Any:
+    """A model name, or `false` for a feature turned off."""
+    if value is None or value is False:
+        return value
+    if isinstance(value, str) and value.strip():
+        return value
+    raise problem(f"{value!r} is not a model name", "name a model of this stack, or write false to turn the feature off")
+
+
+ModelOrOff = Annotated[Optional[Union[str, bool]], BeforeValidator(_model_or_off)]
+
+
+class WebUI(Section):
+    """`llmstack:webui`: Open WebUI on the gateway's host; every model defaults to the stack's first on its route."""
+
+    image: Optional[str] = None
+    port: int = Field(default=3000, ge=1, le=65535)
+    url: Optional[str] = None
+    default_model: ModelOrOff = None
+    embedding_model: ModelOrOff = None
+    embedding_batch_size: int = Field(default=1, ge=1, le=1024)
+    reranking_model: ModelOrOff = None
+    transcription_model: ModelOrOff = None
+    speech_model: ModelOrOff = None
+    speech_voice: Optional[str] = Field(default=None, min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and (urlparse(value).scheme not in ("http", "https") or not urlparse(value).hostname):
+            raise problem(f"{value!r} is not a URL", "write the address users open, e.g. https://chat.example.com")
+        return value
 
 
 def _default_hosts() -> dict[str, Host]:
@@ -321,6 +355,7 @@ class StackConfig(Section):
     master_key: Optional[SecretValue] = None
     hf_token: Optional[SecretValue] = None
     monitoring: Annotated[Optional[Monitoring], BeforeValidator(_monitoring_shorthand)] = None
+    webui: Optional[WebUI] = None
 
 
 def resolve_host(stack: StackConfig, host: Optional[str]) -> str:

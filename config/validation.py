@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError
 
-from . import gpu_plan, monitoring, registry
+from . import gpu_plan, monitoring, registry, webui
 from .errors import ConfigIssue, StackConfigError, key_path
 from .gpu_plan import GpuPlan
 from .registry import model_locations
@@ -309,6 +309,7 @@ CHECKS = (
     # Values that would run a command, leak a credential or collide on a Docker engine (config/safety.py).
     *(Check(run, tuple(ENGINES if read == safety.ENGINES else read for read in reads)) for run, reads in safety.CHECKS),
     Check(monitoring.monitoring_issues, ("monitoring", "hosts", "gateway", ENGINES)),
+    Check(webui.webui_issues, ("webui", "gateway", ENGINES)),
 )
 # The GPU plan reads where each engine runs and what it takes.
 GPU_PLAN_READS = ("hosts", ENGINES)

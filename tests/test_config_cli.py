@@ -10,7 +10,10 @@ import pytest
 import yaml
 
 from config.cli import main
+from config.plan import run_program
+from config.source import from_stack_file
 from tests.conftest import ROOT, STACK_FILES
+from tests.test_exposure import secret_values
 
 VALID_VLLM = {"name": "qwen3", "model": "Qwen/Qwen3-30B-A3B-FP8", "gpus": ["0"]}
 
@@ -123,7 +126,17 @@ def test_render_prints_resources_config_and_hides_secrets(tmp_path):
     assert {"docker:index/container:Container", "docker:index/volume:Volume", "pulumi:providers:docker"} <= types
     assert document["litellmConfig"]["model_list"][0]["model_name"] == "qwen3"
     gateway = next(r for r in document["resources"] if r["name"] == "gateway" and r["type"].endswith("Container"))
-    assert gateway["inputs"]["envs"] == "[secret]"
+    # Each env as NAME=value, only the secret values masked: a reviewer sees how the gateway is wired.
+    assert gateway["inputs"]["envs"] == [
+        "DATABASE_URL=[secret]", "LITELLM_LOCAL_MODEL_COST_MAP=True", "LITELLM_MASTER_KEY=[secret]",
+        "LITELLM_SALT_KEY=[secret]", "REDIS_PASSWORD=[secret]", "VLLM_QWEN3_API_KEY=[secret]",
+    ]
+    engine = next(r for r in document["resources"] if r["name"] == "qwen3" and r["type"].endswith("Container"))
+    assert "VLLM_API_KEY=[secret]" in engine["inputs"]["envs"]
+    assert all(item.endswith("=[secret]") or "KEY" not in item for item in engine["inputs"]["envs"])
+    rendered = out.getvalue()
+    values = set(secret_values(run_program(from_stack_file(path))))
+    assert values and not any(value in rendered for value in values)
     assert document["outputs"]["masterKey"] == "[secret]"
     out_yaml = io.StringIO()
     assert main(["render", str(path), "--format", "yaml"], out=out_yaml, err=io.StringIO()) == 0

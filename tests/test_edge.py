@@ -33,6 +33,8 @@ def test_prod_publishes_only_https_through_the_edge(prod):
     assert published(prod) == {
         "edge": [{"internal": 443, "external": 443, "ip": "0.0.0.0"}],
         "prometheus": [{"internal": 9090, "external": 9090, "ip": "127.0.0.1"}],
+        # Open WebUI is not routed through the edge yet: it stays on the loopback.
+        "webui": [{"internal": 8080, "external": 3000, "ip": "127.0.0.1"}],
     }
     assert prod.outputs["grafanaUrl"] == "https://gpu-01/grafana/"
     caddyfile = uploaded(prod, "edge")[caddy.CADDYFILE_PATH]

@@ -170,7 +170,7 @@ def test_defaults_and_the_true_shorthand(prod):
     assert prometheus_config(plan)["global"]["scrape_interval"] == "15s"
     assert plan.outputs["grafanaUrl"] == "https://gpu-01/grafana/" and plan.outputs["prometheusUrl"] == "http://127.0.0.1:9090"
     no_edge = plan_of({k: v for k, v in with_monitoring(PROD, True).items() if k not in ("edge",)} | {"gateway": {"port": 4000}})
-    assert no_edge.outputs["grafanaUrl"] == "http://127.0.0.1:3000"
+    assert no_edge.outputs["grafanaUrl"] == "http://127.0.0.1:3001"  # 3000 is Open WebUI's
     assert plan.named("prometheus-data").retain_on_delete and plan.named("grafana-data").retain_on_delete
 
 
@@ -252,7 +252,7 @@ def test_gpu_hosts_are_those_listing_gpus_or_running_gpu_services():
 
 def test_config_check_says_what_monitoring_deploys():
     assert monitoring.summary(check_stack(PROD).config) == (
-        "monitoring: Prometheus on 127.0.0.1:9090, Grafana on 127.0.0.1:3000, GPU exporter on gpu-01"
+        "monitoring: Prometheus on 127.0.0.1:9090, Grafana through the edge at /grafana/, GPU exporter on gpu-01"
     )
     assert monitoring.summary(check_stack(DEV).config) == "monitoring off"
     quiet = with_monitoring(DEV, {"grafana": {"port": None}})

@@ -85,7 +85,7 @@ def test_plugin_manifest_runs_the_entry_point_with_python():
 def test_provider_serves_every_component_under_its_type_token(schema):
     assert schema["name"] == PROVIDER_NAME
     assert set(schema["resources"]) == {f"{PROVIDER_NAME}:index:{name}" for name in COMPONENTS.values()}
-    assert set(COMPONENTS.values()) == {*ENGINES, "LiteLLMProxy", "Prometheus", "Grafana", "GpuExporter"}
+    assert set(COMPONENTS.values()) == {*ENGINES, "LiteLLMProxy", "Prometheus", "Grafana", "GpuExporter", "OpenWebUI", "GatewayKey"}
     assert all(r["isComponent"] for r in schema["resources"].values())
 
 

@@ -51,7 +51,8 @@ def test_model_pulls_and_removals_address_the_container_by_id(dev_and_staging):
     dev, _ = dev_and_staging
     for pull in dev.of_type("command:local:Command"):
         for script in (pull.inputs["create"], pull.inputs["delete"]):
-            assert "exec ollama-id " in script or "exec speaches-id " in script, pull.name
+            # The web UI's gateway key is registered in (and removed from) the gateway container, by id too.
+            assert any(f"exec {c}-id " in script or f"exec -i {c}-id " in script for c in ("ollama", "speaches", "gateway")), pull.name
             assert "exec dev-" not in script and "inspect --format '{{.State.Running}}' dev-" not in script
 
 

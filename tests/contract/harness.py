@@ -169,6 +169,8 @@ def render(raw: Mapping[str, Any], stack: str, password: Callable[[str, int], st
     by_docker_name = {r.revealed()["name"]: r.name for r in plan.of_type(CONTAINER)}
     pulls = []
     for resource in plan.of_type(PULL_COMMAND):
+        if _component_type(plan, resource.parent) not in ENGINE_COMPONENTS:
+            continue  # not a model pull (the web UI's gateway key registration)
         # triggers = [docker host, container name, model] (components/model_pull.py)
         _, container, model = reveal(resource.inputs)["triggers"]
         pulls.append(ModelPull(resource.name, by_docker_name.get(container, container), model))
