@@ -14,6 +14,7 @@ from .errors import ConfigIssue, StackConfigError, key_path
 from .gpu_plan import gpu_issues
 from .schema import DURATION_PATTERN, FIX, NAME_PATTERN, StackConfig, resolve_host
 from .secrets import SECRET_KEYS, SecretValue
+from .vllm_context import QWEN3_YARN_EXAMPLE, context_issues
 
 # Container names the stack uses for its shared services; a model may not take one.
 RESERVED_NAMES = ("ollama", "infinity", "speaches", "litellm", "litellm-postgres", "litellm-redis")
@@ -253,7 +254,7 @@ def _vllm_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
         for flag in vllm_facts.removed_flags_in(v.extra_args):
             fix = "remove it"
             if flag.startswith("--rope-scaling"):
-                fix = "use hfOverrides: {rope_parameters: {rope_type: yarn, factor: 4.0, original_max_position_embeddings: 32768}}"
+                fix = f"use hfOverrides with the model's rope_theta and the long length, e.g. for Qwen3 {QWEN3_YARN_EXAMPLE}"
             elif flag.startswith("--enable-reasoning"):
                 fix = "remove it: reasoningParser alone turns reasoning on"
             yield ConfigIssue(key_path(("vllm", i, "extraArgs")), f"{flag} was removed from vLLM and stops it at start", fix)
@@ -297,7 +298,7 @@ def validate(raw: dict[str, Any]) -> StackConfig:
             issues += [_issue_from_error(e) for e in error.errors()]
             failed.add(key)
     stack = StackConfig.model_validate(valid)
-    for check in (_secret_value_issues, _name_issues, _host_issues, _gateway_issues, _vllm_issues, gpu_issues):
+    for check in (_secret_value_issues, _name_issues, _host_issues, _gateway_issues, _vllm_issues, gpu_issues, context_issues):
         if failed & set(_DEPENDS_ON_SECTIONS.get(check.__name__, ())):
             continue
         issues += list(check(stack))
