@@ -38,3 +38,14 @@ def vllm_python() -> Path:
 @pytest.fixture(scope="session")
 def infinity_python() -> Path:
     return engine_python("infinity")
+
+
+@pytest.fixture(scope="session")
+def litellm_installed() -> str:
+    """The `litellm` proxy script (PyPI litellm[proxy], a test dependency of the project's own venv)."""
+    from tests.standins.gateway import litellm_executable
+
+    try:
+        return litellm_executable()
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
