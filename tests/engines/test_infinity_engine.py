@@ -1,21 +1,16 @@
 """The real Infinity (PyPI infinity-emb at the pinned image's release, .venv-infinity) behind the real LiteLLM.
 
-The prod stack is rendered by the program under mocks; its Infinity container's command and envs run
-unchanged on loopback (only the listen address is set, as tests/contract/harness.py does for
-stand-ins), on tiny random-weight models made by the test in folders named after the ids the stack
-names (tests/engines/tiny_models.py; Infinity runs in their parent folder, HF_HUB_OFFLINE=1). The
-other engines are the contract test's stand-ins; LiteLLM gets the rendered config and gateway envs.
-
-Engine: the prod (GPU) image sets no INFINITY_ENGINE, so Infinity's default, torch, runs here as in
-that image. The dev stack's `-cpu` image sets INFINITY_ENGINE=optimum (ONNX), whose model loading
-lists the repo's files on the hub (HfApi.list_repo_files) for a repo id, and for a local folder given
-by a relative id joins the folder twice (`<id>/<id>/model.onnx`): it cannot run offline here, so
-only a host with hub access checks the -cpu engine.
+For the prod stack (GPU image) and the dev stack (`-cpu` image), the program runs under mocks and the
+Infinity container's command and envs run unchanged on loopback, with two additions the container
+gets elsewhere: the envs its image sets (IMAGE_ENVS) and, instead of huggingface.co, the hub
+stand-in (HF_ENDPOINT, tests/standins/hf_hub.py) serving tiny random-weight models under the ids
+the stack names (tests/engines/tiny_models.py). Infinity lists and downloads them through
+huggingface_hub as it would from the hub. The other engines are the contract test's stand-ins;
+LiteLLM gets the rendered config and gateway envs, as in tests/contract/.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -23,17 +18,23 @@ from pathlib import Path
 import httpx
 import pytest
 
+from components import infinity as infinity_facts
 from config.validation import validate
 from tests.contract import harness
 from tests.engines.tiny_models import HIDDEN
 from tests.standins.gateway import start_gateway, stop_gateway
-from tests.standins.launcher import base_env, spawn, stop
+from tests.standins.launcher import base_env, free_port, spawn, standin_argv, stop, wait_ready
 
 pytestmark = pytest.mark.engines
 
 TINY_MODELS = Path(__file__).resolve().parent / "tiny_models.py"
 START_TIMEOUT = 240.0
 DOCUMENTS = ["paris is the capital of france", "a cat and a dog", "berlin is in germany"]
+# ENV lines of the images (libs/infinity_emb/Dockerfile.*_auto at 0.0.77): the -cpu image
+# defaults to the ONNX engine (`ENV INFINITY_ENGINE="optimum"`); the CUDA image sets no engine,
+# so Infinity's default, torch, runs.
+IMAGE_ENVS = {infinity_facts.CPU_IMAGE: {"INFINITY_ENGINE": "optimum"}, infinity_facts.GPU_IMAGE: {}}
+BACKENDS = {infinity_facts.CPU_IMAGE: "optimum", infinity_facts.GPU_IMAGE: "torch"}
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
@@ -50,39 +51,47 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout:
     raise AssertionError(f"Infinity not healthy after {timeout:.0f}s:\n{log.read_text()[-4000:]}")
 
 
-@pytest.fixture(scope="module")
-def running(infinity_python: Path, litellm_installed: str, tmp_path_factory: pytest.TempPathFactory):
-    rendered = harness.render(harness.stack_file("prod"), "prod")
-    stack = validate(harness.stack_file("prod"))
-    workdir = tmp_path_factory.mktemp("infinity-engine")
-    models = workdir / "models"
+@pytest.fixture(scope="module", params=["prod", "dev"])
+def running(request, infinity_python: Path, litellm_installed: str, tmp_path_factory: pytest.TempPathFactory):
+    name = request.param
+    rendered = harness.render(harness.stack_file(name), name)
+    stack = validate(harness.stack_file(name))
+    image = infinity_facts.image_for(stack.infinity.gpus)
+    workdir = tmp_path_factory.mktemp(f"infinity-{name}")
+    repos = workdir / "hub"
     specs = [f"{m.mode}:{m.model}" for m in stack.infinity.models]
-    made = subprocess.run([str(infinity_python), str(TINY_MODELS), str(models), *specs], capture_output=True, text=True,
+    made = subprocess.run([str(infinity_python), str(TINY_MODELS), str(repos), *specs], capture_output=True, text=True,
                           env=base_env({"HF_HUB_OFFLINE": "1"}), timeout=600)
     assert made.returncode == 0, made.stderr[-4000:]
-    with harness.deploy(rendered, workdir / "deployment", with_gateway=False) as deployment:
-        backend = deployment.backends["infinity"]
-        backend.stop()  # the stand-in leaves its address to the real engine
-        container = backend.container
-        env = {**harness._rebased_env(container.env, workdir / "rootfs"), "INFINITY_HOST": backend.ip, "HF_HUB_OFFLINE": "1",
-               "HOME": str(workdir / "home")}
-        argv = [str(infinity_python.parent / "infinity_emb"), *container.command]
-        log = workdir / "infinity.log"
-        child_env = base_env(env)
-        child_env.pop("PYTHONPATH", None)  # the engine's venv alone: nothing of this repository
-        process = spawn(argv, child_env, log, cwd=models)
-        gateway = None
-        try:
-            wait_healthy(backend.url, process, log, START_TIMEOUT)
-            config = workdir / "config.yaml"
-            config.write_text(rendered.config_text)
-            url, gateway = start_gateway(config, harness.gateway_env(rendered), hosts=deployment.hosts, workdir=workdir / "gateway")
-            yield {"rendered": rendered, "stack": stack, "gateway": url, "infinity": backend.url,
-                   "key": container.env["INFINITY_API_KEY"], "master": rendered.master_key}
-        finally:
-            if gateway is not None:
-                stop_gateway(gateway)
-            stop(process)
+    hub_port = free_port()
+    hub = spawn(standin_argv("hf_hub", ["--root", str(repos), "--port", str(hub_port)]), base_env(), workdir / "hub.log")
+    hub_url = f"http://127.0.0.1:{hub_port}"
+    try:
+        wait_ready(f"{hub_url}/api/models/{stack.infinity.models[0].model}", hub, 30, log_path=workdir / "hub.log")
+        with harness.deploy(rendered, workdir / "deployment", with_gateway=False) as deployment:
+            backend = deployment.backends["infinity"]
+            backend.stop()  # the stand-in leaves its address to the real engine
+            container = backend.container
+            env = {**IMAGE_ENVS[image], **harness._rebased_env(container.env, workdir / "rootfs"),
+                   "INFINITY_HOST": backend.ip, "HF_ENDPOINT": hub_url, "HOME": str(workdir / "home")}
+            child_env = base_env(env)
+            child_env.pop("PYTHONPATH", None)  # the engine's venv alone: nothing of this repository
+            log = workdir / "infinity.log"
+            process = spawn([str(infinity_python.parent / "infinity_emb"), *container.command], child_env, log, cwd=workdir)
+            gateway = None
+            try:
+                wait_healthy(backend.url, process, log, START_TIMEOUT)
+                config = workdir / "config.yaml"
+                config.write_text(rendered.config_text)
+                url, gateway = start_gateway(config, harness.gateway_env(rendered), hosts=deployment.hosts, workdir=workdir / "gateway")
+                yield {"stack": stack, "image": image, "gateway": url, "infinity": backend.url,
+                       "key": container.env["INFINITY_API_KEY"], "master": rendered.master_key}
+            finally:
+                if gateway is not None:
+                    stop_gateway(gateway)
+                stop(process)
+    finally:
+        stop(hub)
 
 
 def model_name(stack, mode: str) -> str:
@@ -133,5 +142,7 @@ def test_health_is_open_and_the_engine_key_opens_models(running):
     assert httpx.get(running["infinity"] + "/health", timeout=10).status_code == 200
     reply = httpx.get(running["infinity"] + "/models", headers={"Authorization": f"Bearer {running['key']}"}, timeout=10)
     assert reply.status_code == 200
-    ids = {m["id"] for m in reply.json()["data"]}
-    assert ids == {m.model for m in running["stack"].infinity.models}
+    models = reply.json()["data"]
+    assert {m["id"] for m in models} == {m.model for m in running["stack"].infinity.models}
+    # The engine the image runs: ONNX (optimum) for -cpu, torch for the CUDA image.
+    assert {m["backend"] for m in models} == {BACKENDS[running["image"]]}

@@ -2,8 +2,9 @@
 
 `python tiny_models.py ROOT embedding:BAAI/bge-small-en-v1.5 rerank:mixedbread-ai/mxbai-rerank-xsmall-v1`
 writes, for each id, `ROOT/<id>/` with a 2-layer BERT (a feature extractor for `embedding`, a
-one-label cross-encoder for `rerank`) and its WordPiece tokenizer. Infinity started in ROOT finds
-`<id>` as a local folder, so the container command keeps the ids the stack names.
+one-label cross-encoder for `rerank`), its WordPiece tokenizer and `model.onnx` for the ONNX engine.
+Served as repos by the hub stand-in (tests/standins/hf_hub.py) or found by Infinity as local folders
+when it runs in ROOT, the models keep the ids the stack names.
 """
 
 from __future__ import annotations
@@ -40,6 +41,18 @@ def make(kind: str, folder: Path) -> None:
     model = BertModel(config) if kind == "embedding" else BertForSequenceClassification(config)
     model.eval()
     model.save_pretrained(folder, safe_serialization=True)
+    # model.onnx for Infinity's ONNX engine (the `-cpu` image), by torch's TorchScript exporter
+    # (dynamo=False): optimum 1.24's own export goes through torch's dynamo exporter, which needs
+    # onnxscript. Input and output names are the ones optimum's ORTModel reads.
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    sample = tokenizer(["the capital of france", "a cat"], padding=True, return_tensors="pt")
+    output = "last_hidden_state" if kind == "embedding" else "logits"
+    axes = {name: {0: "batch_size", 1: "sequence_length"} for name in names}
+    axes[output] = {0: "batch_size", 1: "sequence_length"} if kind == "embedding" else {0: "batch_size"}
+    torch.onnx.export(
+        model, tuple(sample[n] for n in names), str(folder / "model.onnx"), input_names=names,
+        output_names=[output], dynamic_axes=axes, opset_version=14, dynamo=False,
+    )
 
 
 def main(argv: list[str]) -> int:
