@@ -84,7 +84,8 @@ def running(request, infinity_python: Path, litellm_installed: str, tmp_path_fac
                 config = workdir / "config.yaml"
                 config.write_text(rendered.config_text)
                 url, gateway = start_gateway(config, harness.gateway_env(rendered), hosts=deployment.hosts, workdir=workdir / "gateway")
-                yield {"stack": stack, "image": image, "gateway": url, "infinity": backend.url,
+                yield {"stack": stack, "image": image, "gateway": url, "infinity": backend.url, "container": container,
+                       "env": {**IMAGE_ENVS[image], **container.env}, "workdir": workdir,
                        "key": container.env["INFINITY_API_KEY"], "master": rendered.master_key}
             finally:
                 if gateway is not None:
@@ -146,3 +147,59 @@ def test_health_is_open_and_the_engine_key_opens_models(running):
     assert {m["id"] for m in models} == {m.model for m in running["stack"].infinity.models}
     # The engine the image runs: ONNX (optimum) for -cpu, torch for the CUDA image.
     assert {m["backend"] for m in models} == {BACKENDS[running["image"]]}
+
+
+def shape(value):
+    """The structure of a JSON value: keys, value types, list lengths (numbers stand for themselves only by type)."""
+    if isinstance(value, dict):
+        return {k: shape(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [shape(v) for v in value]
+    return "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
+
+
+def calls(running) -> dict[str, tuple[str, str, dict, dict | None]]:
+    """Requests the gateway and the smoke check make, and the mistakes they can meet."""
+    models = running["stack"].infinity.models
+    embedder = next(m.model for m in models if m.mode == "embedding")
+    reranker = next(m.model for m in models if m.mode == "rerank")
+    key = {"Authorization": f"Bearer {running['key']}"}
+    return {
+        "models": ("GET", "/models", key, None),
+        "embeddings": ("POST", "/embeddings", key, {"model": embedder, "input": ["a cat", "the capital"]}),
+        "embeddings-one-string": ("POST", "/embeddings", key, {"model": embedder, "input": "a cat"}),
+        "rerank": ("POST", "/rerank", key, {"model": reranker, "query": "capital", "documents": DOCUMENTS,
+                                              "return_documents": True, "top_n": 2}),
+        "no-key": ("POST", "/embeddings", {}, {"model": embedder, "input": ["a"]}),
+        "embeddings-on-a-reranker": ("POST", "/embeddings", key, {"model": reranker, "input": ["a"]}),
+        "rerank-on-an-embedder": ("POST", "/rerank", key, {"model": embedder, "query": "q", "documents": ["d"]}),
+        "unknown-model": ("POST", "/embeddings", key, {"model": "org/unknown", "input": ["a"]}),
+    }
+
+
+@pytest.fixture(scope="module")
+def standin_url(running):
+    """The Infinity stand-in (tests/standins/infinity.py) started from the same command and envs."""
+    ip = harness.loopback_addresses({"standin": 7997})["standin"]
+    env = base_env({**running["env"], "INFINITY_HOST": ip})
+    log = running["workdir"] / "standin.log"
+    process = spawn(standin_argv("infinity", list(running["container"].command)), env, log)
+    url = f"http://{ip}:7997"
+    try:
+        wait_ready(url + "/health", process, 30, log_path=log)
+        yield url
+    finally:
+        stop(process)
+
+
+@pytest.mark.parametrize("call", ["models", "embeddings", "embeddings-one-string", "rerank", "no-key",
+                                  "embeddings-on-a-reranker", "rerank-on-an-embedder", "unknown-model"])
+def test_the_standin_answers_like_the_real_engine(running, standin_url, call):
+    method, path, headers, body = calls(running)[call]
+    real = httpx.request(method, running["infinity"] + path, headers=headers, json=body, timeout=60)
+    standin = httpx.request(method, standin_url + path, headers=headers, json=body, timeout=60)
+    assert standin.status_code == real.status_code, (real.text, standin.text)
+    assert shape(standin.json()) == shape(real.json()), (real.text, standin.text)
+    if call == "models":
+        listed = {m["id"]: (m["backend"], m["capabilities"]) for m in real.json()["data"]}
+        assert {m["id"]: (m["backend"], m["capabilities"]) for m in standin.json()["data"]} == listed
