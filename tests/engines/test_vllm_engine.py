@@ -203,3 +203,27 @@ def test_the_old_override_silently_drops_the_model_theta(probed):
     result = probed["results"]["negative:broken-override-loses-theta"]
     assert result["ok"], result.get("error")
     assert result["rope"]["base"] == 10000.0
+
+
+def test_the_vllm_standin_accepts_and_refuses_what_vllm_does(probed):
+    """The stand-in the contract test and the rehearsal run (tests/standins/vllm.py) parses like vLLM:
+    every command vLLM's parser and validation accept, it accepts with the same values; every one
+    they refuse, it refuses. (Checks against the model's config.json are vLLM's alone.)"""
+    from tests.standins import vllm as vllm_standin
+
+    argvs = dict(probed["commands"])
+    argvs.update({f"negative:{k}": argv for k, (argv, _) in negative_controls(probed["commands"]["prod:qwen3"]).items()})
+    for case, argv in sorted(argvs.items()):
+        result = probed["results"][case]
+        vllm_accepts = result["stage"] not in ("parse", "validate", "reasoning_parser")
+        try:
+            settings = vllm_standin.parse_settings(argv, {})
+        except SystemExit:
+            settings = None
+        assert (settings is not None) == vllm_accepts, f"{case}: vLLM {'accepts' if vllm_accepts else 'refuses'} {argv}"
+        if settings is not None and result["ok"]:
+            assert settings.served_model_names == (result["served_model_name"],)
+            assert settings.port == result["port"]
+            assert settings.max_model_len == result["max_model_len"]
+            assert (settings.reasoning_parser or "") == result["reasoning_parser"]
+            assert settings.tool_call_parser == result["tool_call_parser"]
