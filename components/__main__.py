@@ -2,6 +2,8 @@
 
 import importlib
 import importlib.util
+import inspect
+import json
 import sys
 from enum import Enum
 from pathlib import Path
@@ -17,19 +19,12 @@ import pulumi  # noqa: E402
 from pulumi.provider import main as serve  # noqa: E402
 from pulumi.provider.experimental.analyzer import PropertyDefinition  # noqa: E402
 from pulumi.provider.experimental.component import ComponentProvider  # noqa: E402
+from pulumi.provider.experimental.schema import generate_schema  # noqa: E402
 
 # The package of every type token (`llmstack:index:<ClassName>`); SDKs are generated under this name.
 PROVIDER_NAME = "llmstack"
 # The name pip installs this directory under (pyproject.toml); the provider loads it under the same name.
 PACKAGE_NAME = "llmstack_components"
-# Module -> the component it serves; the analyzer derives each schema from the typed args and outputs.
-COMPONENTS = {
-    "vllm": "VllmServer",
-    "ollama": "OllamaServer",
-    "infinity": "InfinityServer",
-    "speaches": "SpeachesServer",
-    "litellm": "LiteLLMProxy",
-}
 
 
 def load_package() -> ModuleType:
@@ -47,9 +42,29 @@ def load_package() -> ModuleType:
     return package
 
 
+def served_components(package: ModuleType) -> dict[str, str]:
+    """Module -> the component it serves: each public ComponentResource of a module that takes typed `args`.
+
+    The analyzer derives each schema from the typed args and outputs; a base class such as
+    EngineServer takes no args and is not served on its own."""
+    served = {}
+    for name in package.__all__:
+        value = getattr(package, name)
+        if (
+            isinstance(value, type)
+            and issubclass(value, pulumi.ComponentResource)
+            and "args" in inspect.get_annotations(value.__init__)
+        ):
+            served[value.__module__.rsplit(".", 1)[-1]] = name
+    return dict(sorted(served.items()))
+
+
 def component_classes(package: ModuleType) -> list[type[pulumi.ComponentResource]]:
     """The served components, each taken from its own module."""
-    return [getattr(importlib.import_module(f"{package.__name__}.{module}"), name) for module, name in COMPONENTS.items()]
+    return [
+        getattr(importlib.import_module(f"{package.__name__}.{module}"), name)
+        for module, name in served_components(package).items()
+    ]
 
 
 def _holds_named_type(prop: Optional[PropertyDefinition]) -> bool:
@@ -65,7 +80,31 @@ class LlmstackProvider(ComponentProvider):
     Python names to schema names only in a top-level named type (pulumi/pulumi#18882). So without this,
     `modelEntries` would reach a TypeScript or Go program as `model_name`/`api_base`, and entries sent to
     LiteLLMProxy.models as an Output (anything depending on another resource) would keep `modelName`.
+
+    It also documents outputs declared on a base class (EngineServer's `apiBase`, ...): the analyzer
+    reads property docstrings from the component's own class body only.
     """
+
+    def __init__(
+        self,
+        components: list[type[pulumi.ComponentResource]],
+        name: str,
+        namespace: Optional[str] = None,
+        version: str = "0.0.0",
+    ) -> None:
+        super().__init__(components, name, namespace, version)
+        for component in components:
+            definition = self._component_defs[component.__name__]
+            for schema_name, prop in definition.outputs.items():
+                attribute = definition.outputs_mapping[schema_name]
+                for base in component.__mro__[1:]:
+                    if prop.description or base is pulumi.ComponentResource:
+                        break
+                    prop.description = self.analyzer.get_docstring(base, attribute)
+        # The base class built the schema before the descriptions above were found.
+        self.schema = json.dumps(
+            generate_schema(name, version, namespace, self._component_defs, self._type_defs, self._dependencies).to_json()
+        )
 
     def map_input_properties(
         self,

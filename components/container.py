@@ -95,22 +95,20 @@ def engine_api_key(resource_name: str, given: Optional[pulumi.Input[str]], paren
     return generated_secret(resource_name, parent) if given is None else pulumi.Output.secret(given)
 
 
-def engine_secret_envs(
-    key_env: str, api_key: pulumi.Input[str], hf_token: Optional[pulumi.Input[str]]
-) -> dict[str, pulumi.Input[str]]:
-    """The secret envs of an engine: its key under the name the image reads, and HF_TOKEN when one is set."""
-    envs: dict[str, pulumi.Input[str]] = {key_env: api_key}
-    if hf_token is not None:
-        envs["HF_TOKEN"] = hf_token
-    return envs
+def docker_name(name_prefix: Optional[str], name: str) -> str:
+    """A Docker name scoped by a prefix (`dev-qwen3`), so stacks sharing a Docker engine never share a name."""
+    return f"{name_prefix}-{name}" if name_prefix else name
+
+
+def ownership() -> dict[str, str]:
+    """The Pulumi project and stack that own a Docker object, as labels."""
+    return {f"{LABEL_PREFIX}.project": pulumi.get_project(), f"{LABEL_PREFIX}.stack": pulumi.get_stack()}
 
 
 def service_labels(component: str, instance: str) -> list[docker.ContainerLabelArgs]:
-    """Labels that tell which llmstack component and instance a container or volume belongs to."""
-    return [
-        docker.ContainerLabelArgs(label=f"{LABEL_PREFIX}.component", value=component),
-        docker.ContainerLabelArgs(label=f"{LABEL_PREFIX}.instance", value=instance),
-    ]
+    """Labels that tell which project, stack, llmstack component and instance a container belongs to."""
+    labels = {**ownership(), f"{LABEL_PREFIX}.component": component, f"{LABEL_PREFIX}.instance": instance}
+    return [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(labels.items())]
 
 
 def retained_volume(resource_name: str, volume_name: str, component: str, parent: pulumi.Resource) -> docker.Volume:
@@ -119,8 +117,10 @@ def retained_volume(resource_name: str, volume_name: str, component: str, parent
         resource_name,
         name=volume_name,
         labels=[
-            docker.VolumeLabelArgs(label=f"{LABEL_PREFIX}.component", value=component),
-            docker.VolumeLabelArgs(label=f"{LABEL_PREFIX}.retained", value="true"),
+            docker.VolumeLabelArgs(label=k, value=v)
+            for k, v in sorted(
+                {**ownership(), f"{LABEL_PREFIX}.component": component, f"{LABEL_PREFIX}.retained": "true"}.items()
+            )
         ],
         opts=pulumi.ResourceOptions(parent=parent, retain_on_delete=True),
     )

@@ -4,12 +4,14 @@ from collections.abc import Sequence
 from typing import NotRequired, Optional, TypedDict
 
 import pulumi
-import pulumi_docker as docker
 
 from . import container
-from .model_entry import LiteLLMModelEntry, engine_entries, key_env_name, require_unique_names
+from .engine import EngineDescription, EngineServer
+from .model_entry import LiteLLMModelEntry, ROUTE_MODES, engine_entries, key_env_name, require_unique_names
 
-# Facts about the michaelf34/infinity image (see service-facts.md); upgrading the image is one edit here.
+__all__ = ["InfinityModel", "InfinityServer", "InfinityServerArgs"]
+
+# Facts about the michaelf34/infinity image (docs/engine-facts.md); upgrading the image is one edit here.
 GPU_IMAGE = "michaelf34/infinity:0.0.77"
 CPU_IMAGE = "michaelf34/infinity:0.0.77-cpu"
 PORT = 7997
@@ -20,10 +22,11 @@ HF_HOME = f"{CACHE_PATH}/huggingface"
 HEALTH_TEST = ["CMD", "curl", "-fsS", f"http://localhost:{PORT}/health"]
 # A first start downloads every model from Hugging Face before serving.
 HEALTH_START_PERIOD = "30m"
-API_KEY_ENV = "INFINITY_API_KEY"
+# Infinity reads its key from this env (or `--api-key`); without it every route is open.
+CONTAINER_KEY_ENV = "INFINITY_API_KEY"
 PLAIN_ENVS = {"DO_NOT_TRACK": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0", "HF_HOME": HF_HOME}
 LITELLM_PREFIX = "infinity/"
-MODES = ("embedding", "rerank")
+MODES = (ROUTE_MODES["embedding"], ROUTE_MODES["rerank"])
 
 
 class InfinityModel(TypedDict):
@@ -53,7 +56,9 @@ class InfinityServerArgs(TypedDict):
     api_key: NotRequired[pulumi.Input[str]]
     """Key Infinity requires (secret); generated and kept in state when absent."""
     container_name: NotRequired[str]
-    """Container name and network alias (default `infinity`)."""
+    """Network alias (the host in `api_base`), and the container name after `name_prefix` (default `infinity`)."""
+    name_prefix: NotRequired[str]
+    """Prefix of the container and volume names (e.g. the stack name: `prod-infinity`); the network alias stays unprefixed."""
     cache_volume_name: NotRequired[str]
     """Docker volume for the model cache (default `<container_name>-cache`); it is retained on destroy."""
     health_start_period: NotRequired[str]
@@ -78,9 +83,9 @@ def serve_command(models: Sequence[InfinityModel]) -> list[str]:
     return command + ["--port", str(PORT)]
 
 
-def api_key_env(container_name: str) -> str:
-    """The gateway env var holding this server's key: `INFINITY_API_KEY` for the default container."""
-    return key_env_name("infinity", "" if container_name == CONTAINER_NAME else container_name)
+def gateway_key_env(hostname: str) -> str:
+    """The gateway env var holding the key of the server with this network alias: `INFINITY_API_KEY` for the default one."""
+    return key_env_name("infinity", "" if hostname == CONTAINER_NAME else hostname)
 
 
 def model_entries(models: Sequence[InfinityModel], api_base: str, key_env: str) -> list[LiteLLMModelEntry]:
@@ -88,57 +93,34 @@ def model_entries(models: Sequence[InfinityModel], api_base: str, key_env: str) 
     return engine_entries(models, prefix=LITELLM_PREFIX, api_base=api_base, key_env=key_env, modes=MODES)  # type: ignore[arg-type]
 
 
-class InfinityServer(pulumi.ComponentResource):
+class InfinityServer(EngineServer):
     """An Infinity server whose models are downloaded and loaded before `pulumi up` returns (its healthcheck waits for them)."""
-
-    api_base: pulumi.Output[str]
-    """Base URL on the stack's network, e.g. `http://infinity:7997` (LiteLLM appends the route)."""
-    container_name: pulumi.Output[str]
-    """Name of the Infinity container."""
-    model_entries: pulumi.Output[list[LiteLLMModelEntry]]
-    """The LiteLLM model entries that reach this server."""
-    backend_keys: pulumi.Output[dict[str, str]]
-    """Gateway env var name -> this server's API key (secret)."""
 
     def __init__(self, name: str, args: InfinityServerArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("llmstack:index:InfinityServer", name, {}, opts)
         models = list(args["models"])
         require_unique_names("InfinityServer", models)  # type: ignore[arg-type]
-        container_name = args.get("container_name") or CONTAINER_NAME
-        key_env = api_key_env(container_name)
-        api_base = f"http://{container_name}:{PORT}"
-        entries = model_entries(models, api_base, key_env)
+        hostname = args.get("container_name") or CONTAINER_NAME
+        container_name = container.docker_name(args.get("name_prefix"), hostname)
         gpus = list(args.get("gpus") or [])
-        image = container.pinned_image(f"{name}-image", args.get("image") or image_for(gpus), self)
-        cache = container.retained_volume(
-            f"{name}-cache", args.get("cache_volume_name") or f"{container_name}-cache", "infinity", self
-        )
-        api_key = container.engine_api_key(f"{name}-api-key", args.get("api_key"), self)
-        secret_envs = container.engine_secret_envs(API_KEY_ENV, api_key, args.get("hf_token"))
-        self.container = container.service_container(
-            name,
-            parent=self,
-            container_name=container_name,
-            image=image,
-            network_name=args["network_name"],
-            aliases=[container_name],
-            command=serve_command(models),
-            envs=container.container_envs(PLAIN_ENVS, secret_envs),
-            health=container.healthcheck(HEALTH_TEST, args.get("health_start_period") or HEALTH_START_PERIOD),
+        description = EngineDescription(
             component="infinity",
-            volumes=[docker.ContainerVolumeArgs(volume_name=cache.name, container_path=CACHE_PATH)],
-            gpus=gpus or None,
-            depends_on=container.depends_on_of(opts),
+            container_name=container_name,
+            hostname=hostname,
+            image=args.get("image") or image_for(gpus),
+            command=serve_command(models),
+            health_test=HEALTH_TEST,
+            health_start_period=args.get("health_start_period") or HEALTH_START_PERIOD,
+            data_path=CACHE_PATH,
+            data_volume=args.get("cache_volume_name") or f"{container_name}-cache",
+            data_resource="cache",
+            plain_envs=PLAIN_ENVS,
+            key_env=CONTAINER_KEY_ENV,
+            api_key=args.get("api_key"),
+            hf_token=args.get("hf_token"),
+            gpus=gpus,
         )
-        self.api_base = pulumi.Output.from_input(api_base)
-        self.container_name = self.container.name
-        self.model_entries = pulumi.Output.from_input(entries)
-        self.backend_keys = pulumi.Output.secret(api_key.apply(lambda key: {key_env: key}))
-        self.register_outputs(
-            {
-                "api_base": self.api_base,
-                "container_name": self.container_name,
-                "model_entries": self.model_entries,
-                "backend_keys": self.backend_keys,
-            }
-        )
+        self._build(name, description, args["network_name"], opts)
+        key_env = gateway_key_env(hostname)
+        api_base = f"http://{hostname}:{PORT}"
+        self._expose(api_base, model_entries(models, api_base, key_env), key_env)

@@ -15,7 +15,9 @@ from .litellm_config import (
 )
 from .model_entry import LiteLLMModelEntry
 
-# Facts about the LiteLLM image (see service-facts.md); the contract test pins the same release from PyPI.
+__all__ = ["LiteLLMProxy", "LiteLLMProxyArgs"]
+
+# Facts about the LiteLLM image (docs/engine-facts.md); the contract test pins the same release from PyPI.
 IMAGE = "ghcr.io/berriai/litellm:v1.108.7"
 PORT = 4000
 CONFIG_PATH = "/app/config.yaml"
@@ -33,6 +35,12 @@ MASTER_KEY_PREFIX = "sk-"
 SECRET_LENGTH = 48
 # Plain envs: never fetch the price map from the internet (GPU hosts are often offline).
 PLAIN_ENVS = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+HOSTNAME = "litellm"
+
+
+def hostnames() -> tuple[str, str, str]:
+    """The network aliases of the gateway's containers: LiteLLM, its PostgreSQL and its Redis (their Docker names after a prefix)."""
+    return HOSTNAME, f"{HOSTNAME}-postgres", f"{HOSTNAME}-redis"
 
 
 class LiteLLMProxyArgs(TypedDict):
@@ -61,7 +69,8 @@ class LiteLLMProxyArgs(TypedDict):
     redis_image: NotRequired[str]
     """Redis image override."""
     name_prefix: NotRequired[str]
-    """Prefix of the container and volume names (default `litellm`)."""
+    """Prefix of the container and volume names (e.g. the stack name: `prod-litellm`); the network aliases stay
+    `litellm`, `litellm-postgres` and `litellm-redis`."""
 
 
 def _gateway_envs(fixed: dict[str, pulumi.Input[str]], backend_keys: pulumi.Input[dict[str, str]]) -> pulumi.Output[list[str]]:
@@ -92,7 +101,7 @@ class LiteLLMProxy(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: LiteLLMProxyArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("llmstack:index:LiteLLMProxy", name, {}, opts)
-        prefix = args.get("name_prefix") or "litellm"
+        prefix = args.get("name_prefix")
         network = args["network_name"]
         port = int(args.get("port") or PORT)
 
@@ -104,12 +113,14 @@ class LiteLLMProxy(pulumi.ComponentResource):
         pg_password = container.generated_secret(f"{name}-postgres-password", self, length=SECRET_LENGTH)
         redis_password = container.generated_secret(f"{name}-redis-password", self, length=SECRET_LENGTH)
 
-        pg_name, redis_name = f"{prefix}-postgres", f"{prefix}-redis"
-        pg_volume = container.retained_volume(f"{name}-postgres-data", f"{pg_name}-data", "postgres", self)
+        litellm_host, pg_name, redis_name = hostnames()
+        pg_volume = container.retained_volume(
+            f"{name}-postgres-data", container.docker_name(prefix, f"{pg_name}-data"), "postgres", self
+        )
         db = container.service_container(
             f"{name}-postgres",
             parent=self,
-            container_name=pg_name,
+            container_name=container.docker_name(prefix, pg_name),
             image=container.pinned_image(f"{name}-postgres-image", args.get("postgres_image") or postgres.IMAGE, self),
             network_name=network,
             aliases=[pg_name],
@@ -122,11 +133,13 @@ class LiteLLMProxy(pulumi.ComponentResource):
             component="postgres",
             volumes=[docker.ContainerVolumeArgs(volume_name=pg_volume.name, container_path=postgres.DATA_PATH)],
         )
-        redis_volume = container.retained_volume(f"{name}-redis-data", f"{redis_name}-data", "redis", self)
+        redis_volume = container.retained_volume(
+            f"{name}-redis-data", container.docker_name(prefix, f"{redis_name}-data"), "redis", self
+        )
         cache = container.service_container(
             f"{name}-redis",
             parent=self,
-            container_name=redis_name,
+            container_name=container.docker_name(prefix, redis_name),
             image=container.pinned_image(f"{name}-redis-image", args.get("redis_image") or redis.IMAGE, self),
             network_name=network,
             aliases=[redis_name],
@@ -156,10 +169,10 @@ class LiteLLMProxy(pulumi.ComponentResource):
         self.container = container.service_container(
             name,
             parent=self,
-            container_name=prefix,
+            container_name=container.docker_name(prefix, litellm_host),
             image=container.pinned_image(f"{name}-image", args.get("image") or IMAGE, self),
             network_name=network,
-            aliases=[prefix],
+            aliases=[litellm_host],
             command=command,
             envs=envs,
             health=container.healthcheck(HEALTH_TEST, HEALTH_START_PERIOD),
@@ -169,7 +182,7 @@ class LiteLLMProxy(pulumi.ComponentResource):
             # Prisma migrations at start exit when the database is not up yet.
             depends_on=[db, cache, *container.depends_on_of(opts)],
         )
-        self.internal_url = pulumi.Output.from_input(f"http://{prefix}:{PORT}")
+        self.internal_url = pulumi.Output.from_input(f"http://{litellm_host}:{PORT}")
         self.port = pulumi.Output.from_input(port)
         self.master_key = master_key
         self.model_names = pulumi.Output.from_input(args["models"]).apply(

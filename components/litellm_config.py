@@ -7,6 +7,8 @@ import yaml
 
 from .model_entry import MODES, LiteLLMModelEntry
 
+__all__ = ["GatewaySettings", "RateLimit"]
+
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 DATABASE_URL_ENV = "DATABASE_URL"
 REDIS_PASSWORD_ENV = "REDIS_PASSWORD"
@@ -40,6 +42,18 @@ class GatewaySettings(TypedDict):
     """Seconds a failing deployment is taken out of rotation."""
     drop_params: NotRequired[bool]
     """Drop OpenAI params an engine does not support instead of failing."""
+
+
+ROUTING_STRATEGIES = ("simple-shuffle", "least-busy", "usage-based-routing-v2", "latency-based-routing")
+# What the gateway does for a setting left out (the stack file's defaults are these too).
+DEFAULT_SETTINGS: GatewaySettings = {
+    "routing_strategy": "simple-shuffle",
+    "num_retries": 3,
+    "request_timeout": 600,
+    "allowed_fails": 3,
+    "cooldown_time": 30,
+    "drop_params": True,
+}
 
 
 class RedisEndpoint(TypedDict):
@@ -76,11 +90,11 @@ def litellm_config(
     for name in sorted(set(rate_limits) - names):
         raise ValueError(f"rate limit for unknown model {name!r}")
     litellm_settings: dict = {
-        "num_retries": int(settings.get("num_retries", 3)),
-        "request_timeout": int(settings.get("request_timeout", 600)),
-        "allowed_fails": int(settings.get("allowed_fails", 3)),
-        "cooldown_time": int(settings.get("cooldown_time", 30)),
-        "drop_params": bool(settings.get("drop_params", True)),
+        "num_retries": int(settings.get("num_retries", DEFAULT_SETTINGS["num_retries"])),
+        "request_timeout": int(settings.get("request_timeout", DEFAULT_SETTINGS["request_timeout"])),
+        "allowed_fails": int(settings.get("allowed_fails", DEFAULT_SETTINGS["allowed_fails"])),
+        "cooldown_time": int(settings.get("cooldown_time", DEFAULT_SETTINGS["cooldown_time"])),
+        "drop_params": bool(settings.get("drop_params", DEFAULT_SETTINGS["drop_params"])),
     }
     fallbacks = settings.get("fallbacks") or {}
     for model, targets in sorted(fallbacks.items()):
@@ -93,7 +107,7 @@ def litellm_config(
         "model_list": [_entry(e, rate_limits.get(e["model_name"], {})) for e in ordered],
         "litellm_settings": litellm_settings,
         "router_settings": {
-            "routing_strategy": settings.get("routing_strategy", "simple-shuffle"),
+            "routing_strategy": settings.get("routing_strategy", DEFAULT_SETTINGS["routing_strategy"]),
             "redis_host": redis["host"],
             "redis_port": int(redis["port"]),
             "redis_password": f"os.environ/{REDIS_PASSWORD_ENV}",

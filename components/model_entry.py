@@ -1,12 +1,21 @@
 """The LiteLLM model entry: what an engine tells the gateway about each model it serves."""
 
 from collections.abc import Mapping, Sequence
-from typing import Literal, NotRequired, TypedDict
+from typing import NotRequired, TypedDict
 
 
-# LiteLLM's `model_info.mode` values for the routes llmstack serves.
-Mode = Literal["chat", "embedding", "rerank", "audio_transcription", "audio_speech"]
-MODES: tuple[str, ...] = ("chat", "embedding", "rerank", "audio_transcription", "audio_speech")
+__all__ = ["LiteLLMModelEntry", "ROUTE_MODES", "models_by_route"]
+
+# The routes llmstack serves through its gateway (the keys of the `models` stack output and the route
+# names a stack file uses), each with LiteLLM's `model_info.mode` for it. The one home of this table.
+ROUTE_MODES: dict[str, str] = {
+    "chat": "chat",
+    "embedding": "embedding",
+    "rerank": "rerank",
+    "transcription": "audio_transcription",
+    "speech": "audio_speech",
+}
+MODES: tuple[str, ...] = tuple(ROUTE_MODES.values())
 
 
 class LiteLLMModelEntry(TypedDict):
@@ -55,3 +64,8 @@ def engine_entries(
             {"model_name": m["name"], "model": prefix + m["model"], "api_base": api_base, "mode": m["mode"], "api_key_env": key_env}
         )
     return entries
+
+
+def models_by_route(entries: Sequence[LiteLLMModelEntry]) -> dict[str, list[str]]:
+    """Route -> the sorted model names served on it (a name with several deployments counts once)."""
+    return {route: sorted({e["model_name"] for e in entries if e["mode"] == mode}) for route, mode in ROUTE_MODES.items()}

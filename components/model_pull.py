@@ -2,12 +2,15 @@
 
 import re
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NotRequired, TypedDict
 from urllib.parse import urlparse
 
 import pulumi
 import pulumi_command as command
+import pulumi_docker as docker
+
+__all__ = ["ModelPullArgs"]
 
 # The scripts are POSIX sh, whatever shell the machine running `pulumi up` prefers.
 INTERPRETER = ["/bin/sh", "-c"]
@@ -26,9 +29,10 @@ class ModelPullArgs(TypedDict):
     ssh_opts: NotRequired[list[str]]
     """Options for `ssh` on an ssh:// host (the stack's sshOpts), used as the Docker provider uses them."""
     container_name: str
-    """Name of the service container: the model is removed from the container holding this name."""
+    """Docker name of the service container (for messages and the resource's identity)."""
     container_id: pulumi.Input[str]
-    """Id of the container the model is pulled into: a new container (a changed spec) pulls again."""
+    """Id of the container the model is pulled into and removed from: a new container (a changed spec) pulls again.
+    Never the name, which another stack on the same Docker engine could own."""
     model: str
     """The model as the server names it (an Ollama tag, a Hugging Face repo id)."""
     pull: list[str]
@@ -66,11 +70,11 @@ def pull_script(args: ModelPullArgs, container_id: str) -> str:
     return _run_and_report(docker_on_host(args["docker_host"], ssh_opts, ["exec", container_id, *args["pull"]]))
 
 
-def remove_script(args: ModelPullArgs) -> str:
+def remove_script(args: ModelPullArgs, container_id: str) -> str:
     """The delete command: removes the model from the running container; a container that is gone or stopped has nothing to remove from."""
     ssh_opts = list(args.get("ssh_opts") or [])
     name, model = args["container_name"], args["model"]
-    inspect = docker_on_host(args["docker_host"], ssh_opts, ["container", "inspect", "--format", "{{.State.Running}}", name])
+    inspect = docker_on_host(args["docker_host"], ssh_opts, ["container", "inspect", "--format", "{{.State.Running}}", container_id])
     gone = shlex.quote(f"{name} is gone: nothing to remove {model} from")
     stopped = shlex.quote(f"{name} is not running: {model} stays in its model store")
     return (
@@ -78,7 +82,7 @@ def remove_script(args: ModelPullArgs) -> str:
         f"  case \"$state\" in *'No such'*|*'no such'*) echo {gone}; exit 0;; esac\n"
         f"  printf '%s\\n' \"$state\" >&2; exit 1; }}\n"
         f"if [ \"$state\" != true ]; then echo {stopped}; exit 0; fi\n"
-        + _run_and_report(docker_on_host(args["docker_host"], ssh_opts, ["exec", name, *args["remove"]]))
+        + _run_and_report(docker_on_host(args["docker_host"], ssh_opts, ["exec", container_id, *args["remove"]]))
     )
 
 
@@ -107,11 +111,12 @@ def pull_command(
     # text instead, so a new container re-runs the pull as an in-place update: as a trigger, the container's
     # delete-before-replace (it has a fixed name) would first delete this resource, removing the model from
     # the retained store only to download it all again (and fail on an offline host).
-    create = pulumi.Output.from_input(args["container_id"]).apply(lambda container_id: pull_script(args, container_id))
+    container_id = pulumi.Output.from_input(args["container_id"])
     return command.local.Command(
         resource_name,
-        create=create,
-        delete=remove_script(args),
+        create=container_id.apply(lambda resolved: pull_script(args, resolved)),
+        # An update (a new container) stores the new delete too: a dropped model is removed from the container it is in.
+        delete=container_id.apply(lambda resolved: remove_script(args, resolved)),
         interpreter=INTERPRETER,
         triggers=[args["docker_host"], args["container_name"], args["model"]],
         opts=pulumi.ResourceOptions(
@@ -122,3 +127,32 @@ def pull_command(
             custom_timeouts=pulumi.CustomTimeouts(create=PULL_TIMEOUT, update=PULL_TIMEOUT, delete=REMOVE_TIMEOUT),
         ),
     )
+
+
+def pull_models(
+    component_name: str,
+    models: Iterable[str],
+    *,
+    docker_host: str,
+    ssh_opts: Sequence[str],
+    container: docker.Container,
+    container_name: str,
+    model_store: pulumi.Resource,
+    pull_argv: Callable[[str], list[str]],
+    remove_argv: Callable[[str], list[str]],
+    parent: pulumi.Resource,
+) -> list[command.local.Command]:
+    """One pull resource per distinct model of a server (Ollama tags, Speaches ids), in sorted order."""
+    pulls = []
+    for model, resource_name in pull_resource_names(component_name, models).items():
+        args: ModelPullArgs = {
+            "docker_host": docker_host,
+            "ssh_opts": list(ssh_opts),
+            "container_name": container_name,
+            "container_id": container.id,
+            "model": model,
+            "pull": pull_argv(model),
+            "remove": remove_argv(model),
+        }
+        pulls.append(pull_command(resource_name, args, parent=parent, container=container, model_store=model_store))
+    return pulls

@@ -1,16 +1,18 @@
 """OllamaServer: one Ollama server for chat and vision models, each model pulled during `pulumi up`."""
 
+import re
 from collections.abc import Sequence
 from typing import NotRequired, Optional, TypedDict
 
 import pulumi
-import pulumi_docker as docker
 
 from . import container
+from .engine import EngineDescription, EngineServer
 from .model_entry import LiteLLMModelEntry, require_unique_names
-from .model_pull import ModelPullArgs, pull_command, pull_resource_names
 
-# Facts about the ollama/ollama image (see service-facts.md); upgrading the image is one edit here.
+__all__ = ["OllamaModel", "OllamaServer", "OllamaServerArgs"]
+
+# Facts about the ollama/ollama image (docs/engine-facts.md); upgrading the image is one edit here.
 IMAGE = "ollama/ollama:0.35.1"
 PORT = 11434
 CONTAINER_NAME = "ollama"
@@ -21,7 +23,8 @@ HEALTH_TEST = ["CMD", "ollama", "list"]
 # Nothing is downloaded at start: models are pulled afterwards, one resource each.
 HEALTH_START_PERIOD = "60s"
 LITELLM_PREFIX = "ollama_chat/"
-ENV_PREFIX = "OLLAMA_"
+# Ollama reads its settings from OLLAMA_* envs.
+SETTING_PATTERN = r"OLLAMA_[A-Z0-9_]+"
 # `ollama rm` of a tag the server does not have is success here: the model is gone either way.
 REMOVE_SCRIPT = (
     'out=$(ollama rm "$1" 2>&1) && { printf "%s\\n" "$out"; exit 0; }; '
@@ -59,7 +62,9 @@ class OllamaServerArgs(TypedDict):
     image: NotRequired[str]
     """Image override (default: the pinned ollama/ollama tag)."""
     container_name: NotRequired[str]
-    """Container name and network alias (default `ollama`)."""
+    """Network alias (the host in `api_base`), and the container name after `name_prefix` (default `ollama`)."""
+    name_prefix: NotRequired[str]
+    """Prefix of the container and volume names (e.g. the stack name: `prod-ollama`); the network alias stays unprefixed."""
     models_volume_name: NotRequired[str]
     """Docker volume for the model store (default `<container_name>-models`); it is retained on destroy."""
     health_start_period: NotRequired[str]
@@ -76,12 +81,17 @@ def remove_argv(tag: str) -> list[str]:
     return ["sh", "-c", REMOVE_SCRIPT, "sh", tag]
 
 
-def ollama_envs(env: Optional[dict[str, str]]) -> list[pulumi.Input[str]]:
-    """The container envs, sorted; only OLLAMA_* settings are accepted."""
-    bad = sorted(k for k in env or {} if not k.startswith(ENV_PREFIX))
+def is_setting(name: str) -> bool:
+    """Whether an env name is an Ollama setting (`OLLAMA_` and upper-case letters, digits, `_`)."""
+    return re.fullmatch(SETTING_PATTERN, name) is not None
+
+
+def ollama_settings(env: Optional[dict[str, str]]) -> dict[str, str]:
+    """The container's envs: only Ollama settings are accepted."""
+    bad = sorted(k for k in env or {} if not is_setting(k))
     if bad:
         raise ValueError(f"env {bad} are not Ollama settings: use OLLAMA_* variables")
-    return container.container_envs(dict(env or {}))
+    return dict(env or {})
 
 
 def model_entries(models: Sequence[OllamaModel], api_base: str) -> list[LiteLLMModelEntry]:
@@ -100,75 +110,38 @@ def model_entries(models: Sequence[OllamaModel], api_base: str) -> list[LiteLLMM
     return entries
 
 
-def _check_models(models: Sequence[OllamaModel]) -> None:
-    require_unique_names("OllamaServer", models)  # type: ignore[arg-type]
-
-
-
-class OllamaServer(pulumi.ComponentResource):
+class OllamaServer(EngineServer):
     """An Ollama server with its models pulled before `pulumi up` returns.
 
     Ollama has no API key: it publishes no port and is reachable only on the stack's internal
-    Docker network, through the gateway."""
+    Docker network, through the gateway (its `backend_keys` are empty)."""
 
-    api_base: pulumi.Output[str]
-    """Base URL on the stack's network, e.g. `http://ollama:11434` (LiteLLM's ollama_chat adds the route)."""
-    container_name: pulumi.Output[str]
-    """Name of the Ollama container."""
-    model_entries: pulumi.Output[list[LiteLLMModelEntry]]
-    """The LiteLLM model entries that reach this server."""
     pulled_models: pulumi.Output[list[str]]
     """The Ollama tags pulled into the server, sorted."""
 
     def __init__(self, name: str, args: OllamaServerArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("llmstack:index:OllamaServer", name, {}, opts)
         models = list(args["models"])
-        _check_models(models)
-        container_name = args.get("container_name") or CONTAINER_NAME
-        envs = ollama_envs(args.get("env"))
-        image = container.pinned_image(f"{name}-image", args.get("image") or IMAGE, self)
-        store = container.retained_volume(
-            f"{name}-models", args.get("models_volume_name") or f"{container_name}-models", "ollama", self
-        )
-        self.container = container.service_container(
-            name,
-            parent=self,
+        require_unique_names("OllamaServer", models)  # type: ignore[arg-type]
+        hostname = args.get("container_name") or CONTAINER_NAME
+        container_name = container.docker_name(args.get("name_prefix"), hostname)
+        description = EngineDescription(
+            component="ollama",
             container_name=container_name,
-            image=image,
-            network_name=args["network_name"],
-            aliases=[container_name],
+            hostname=hostname,
+            image=args.get("image") or IMAGE,
             # The image's entrypoint is `ollama` and its default command `serve`.
             command=["serve"],
-            envs=envs,
-            health=container.healthcheck(HEALTH_TEST, args.get("health_start_period") or HEALTH_START_PERIOD),
-            component="ollama",
-            volumes=[docker.ContainerVolumeArgs(volume_name=store.name, container_path=MODELS_PATH)],
+            health_test=HEALTH_TEST,
+            health_start_period=args.get("health_start_period") or HEALTH_START_PERIOD,
+            data_path=MODELS_PATH,
+            data_volume=args.get("models_volume_name") or f"{container_name}-models",
+            data_resource="models",
+            plain_envs=ollama_settings(args.get("env")),
             gpus=args.get("gpus"),
-            depends_on=container.depends_on_of(opts),
         )
+        self._build(name, description, args["network_name"], opts)
         tags = sorted({m["model"] for m in models})
-        self.pulls = []
-        for tag, resource_name in pull_resource_names(name, tags).items():
-            pull: ModelPullArgs = {
-                "docker_host": args["docker_host"],
-                "ssh_opts": list(args.get("ssh_opts") or []),
-                "container_name": container_name,
-                "container_id": self.container.id,
-                "model": tag,
-                "pull": pull_argv(tag),
-                "remove": remove_argv(tag),
-            }
-            self.pulls.append(pull_command(resource_name, pull, parent=self, container=self.container, model_store=store))
-        api_base = f"http://{container_name}:{PORT}"
-        self.api_base = pulumi.Output.from_input(api_base)
-        self.container_name = self.container.name
-        self.model_entries = pulumi.Output.from_input(model_entries(models, api_base))
-        self.pulled_models = pulumi.Output.from_input(tags)
-        self.register_outputs(
-            {
-                "api_base": self.api_base,
-                "container_name": self.container_name,
-                "model_entries": self.model_entries,
-                "pulled_models": self.pulled_models,
-            }
-        )
+        self._pull_models(name, tags, args["docker_host"], args.get("ssh_opts") or [], pull_argv, remove_argv)
+        api_base = f"http://{hostname}:{PORT}"
+        self._expose(api_base, model_entries(models, api_base), None, pulled_models=pulumi.Output.from_input(tags))

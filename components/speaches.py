@@ -4,13 +4,14 @@ from collections.abc import Sequence
 from typing import NotRequired, Optional, TypedDict
 
 import pulumi
-import pulumi_docker as docker
 
 from . import container
-from .model_entry import LiteLLMModelEntry, engine_entries, key_env_name, require_unique_names
-from .model_pull import ModelPullArgs, pull_command, pull_resource_names
+from .engine import EngineDescription, EngineServer
+from .model_entry import ROUTE_MODES, LiteLLMModelEntry, engine_entries, key_env_name, require_unique_names
 
-# Facts about the ghcr.io/speaches-ai/speaches image (see service-facts.md); upgrading the image is one edit here.
+__all__ = ["SpeachesModel", "SpeachesServer", "SpeachesServerArgs"]
+
+# Facts about the ghcr.io/speaches-ai/speaches image (docs/engine-facts.md); upgrading the image is one edit here.
 CUDA_IMAGE = "ghcr.io/speaches-ai/speaches:0.8.3-cuda"
 CPU_IMAGE = "ghcr.io/speaches-ai/speaches:0.8.3-cpu"
 PORT = 8000
@@ -19,14 +20,15 @@ CONTAINER_NAME = "speaches"
 # (`USER ubuntu` ... `RUN mkdir -p $HOME/.cache/huggingface/hub`), so an empty named volume mounted
 # here starts with Docker's copy of it: owned by uid 1000, writable by the server.
 HF_HUB_PATH = "/home/ubuntu/.cache/huggingface/hub"
-API_KEY_ENV = "API_KEY"
+# Speaches reads its key from this env; the healthcheck and the pull scripts read it back inside the container.
+CONTAINER_KEY_ENV = "API_KEY"
 # On 0.8.3 /health too needs the bearer token once API_KEY is set. The shell reads $API_KEY from the
 # container's env at check time, so the key never appears in the container spec.
 HEALTH_TEST = ["CMD-SHELL", f'curl -fsS -o /dev/null -H "Authorization: Bearer $API_KEY" http://localhost:{PORT}/health']
 # Nothing is downloaded at start (models are fetched afterwards through the API); importing the runtimes takes a while.
 HEALTH_START_PERIOD = "5m"
 LITELLM_PREFIX = "openai/"
-MODES = ("audio_transcription", "audio_speech")
+MODES = (ROUTE_MODES["transcription"], ROUTE_MODES["speech"])
 
 
 def api_script(method: str, ok: Sequence[int], absent: Sequence[int] = ()) -> str:
@@ -79,7 +81,9 @@ class SpeachesServerArgs(TypedDict):
     api_key: NotRequired[pulumi.Input[str]]
     """Key Speaches requires (secret); generated and kept in state when absent."""
     container_name: NotRequired[str]
-    """Container name and network alias (default `speaches`)."""
+    """Network alias (the host in `api_base`), and the container name after `name_prefix` (default `speaches`)."""
+    name_prefix: NotRequired[str]
+    """Prefix of the container and volume names (e.g. the stack name: `prod-speaches`); the network alias stays unprefixed."""
     cache_volume_name: NotRequired[str]
     """Docker volume for the Hugging Face hub cache (default `<container_name>-hf-hub`); it is retained on destroy."""
     health_start_period: NotRequired[str]
@@ -106,9 +110,9 @@ def remove_argv(model_id: str) -> list[str]:
     return ["sh", "-c", REMOVE_SCRIPT, "sh", model_id]
 
 
-def api_key_env(container_name: str) -> str:
-    """The gateway env var holding this server's key: `SPEACHES_API_KEY` for the default container."""
-    return key_env_name("speaches", "" if container_name == CONTAINER_NAME else container_name)
+def gateway_key_env(hostname: str) -> str:
+    """The gateway env var holding the key of the server with this network alias: `SPEACHES_API_KEY` for the default one."""
+    return key_env_name("speaches", "" if hostname == CONTAINER_NAME else hostname)
 
 
 def model_entries(models: Sequence[SpeachesModel], api_base: str, key_env: str) -> list[LiteLLMModelEntry]:
@@ -116,17 +120,9 @@ def model_entries(models: Sequence[SpeachesModel], api_base: str, key_env: str) 
     return engine_entries(models, prefix=LITELLM_PREFIX, api_base=api_base, key_env=key_env, modes=MODES)  # type: ignore[arg-type]
 
 
-class SpeachesServer(pulumi.ComponentResource):
+class SpeachesServer(EngineServer):
     """A Speaches server with its models downloaded before `pulumi up` returns."""
 
-    api_base: pulumi.Output[str]
-    """OpenAI-compatible base URL on the stack's network, e.g. `http://speaches:8000/v1`."""
-    container_name: pulumi.Output[str]
-    """Name of the Speaches container."""
-    model_entries: pulumi.Output[list[LiteLLMModelEntry]]
-    """The LiteLLM model entries that reach this server."""
-    backend_keys: pulumi.Output[dict[str, str]]
-    """Gateway env var name -> this server's API key (secret)."""
     pulled_models: pulumi.Output[list[str]]
     """The model ids downloaded into the server, sorted."""
 
@@ -134,59 +130,32 @@ class SpeachesServer(pulumi.ComponentResource):
         super().__init__("llmstack:index:SpeachesServer", name, {}, opts)
         models = list(args["models"])
         require_unique_names("SpeachesServer", models)  # type: ignore[arg-type]
-        container_name = args.get("container_name") or CONTAINER_NAME
-        key_env = api_key_env(container_name)
-        api_base = f"http://{container_name}:{PORT}/v1"
-        entries = model_entries(models, api_base, key_env)
+        hostname = args.get("container_name") or CONTAINER_NAME
+        container_name = container.docker_name(args.get("name_prefix"), hostname)
         gpus = list(args.get("gpus") or [])
-        image = container.pinned_image(f"{name}-image", args.get("image") or image_for(gpus), self)
-        store = container.retained_volume(
-            f"{name}-hf-hub", args.get("cache_volume_name") or f"{container_name}-hf-hub", "speaches", self
-        )
-        api_key = container.engine_api_key(f"{name}-api-key", args.get("api_key"), self)
-        secret_envs = container.engine_secret_envs(API_KEY_ENV, api_key, args.get("hf_token"))
-        self.container = container.service_container(
-            name,
-            parent=self,
+        description = EngineDescription(
+            component="speaches",
             container_name=container_name,
-            image=image,
-            network_name=args["network_name"],
-            aliases=[container_name],
+            hostname=hostname,
+            image=args.get("image") or image_for(gpus),
             # The image's own CMD (uvicorn serving the app) is what runs.
             command=[],
-            envs=container.container_envs(
-                {"ENABLE_UI": "false", "WHISPER__INFERENCE_DEVICE": inference_device(gpus)}, secret_envs
-            ),
-            health=container.healthcheck(HEALTH_TEST, args.get("health_start_period") or HEALTH_START_PERIOD),
-            component="speaches",
-            volumes=[docker.ContainerVolumeArgs(volume_name=store.name, container_path=HF_HUB_PATH)],
-            gpus=gpus or None,
-            depends_on=container.depends_on_of(opts),
+            health_test=HEALTH_TEST,
+            health_start_period=args.get("health_start_period") or HEALTH_START_PERIOD,
+            data_path=HF_HUB_PATH,
+            data_volume=args.get("cache_volume_name") or f"{container_name}-hf-hub",
+            data_resource="hf-hub",
+            plain_envs={"ENABLE_UI": "false", "WHISPER__INFERENCE_DEVICE": inference_device(gpus)},
+            key_env=CONTAINER_KEY_ENV,
+            api_key=args.get("api_key"),
+            hf_token=args.get("hf_token"),
+            gpus=gpus,
         )
+        self._build(name, description, args["network_name"], opts)
         model_ids = sorted({m["model"] for m in models})
-        self.pulls = []
-        for model_id, resource_name in pull_resource_names(name, model_ids).items():
-            pull: ModelPullArgs = {
-                "docker_host": args["docker_host"],
-                "ssh_opts": list(args.get("ssh_opts") or []),
-                "container_name": container_name,
-                "container_id": self.container.id,
-                "model": model_id,
-                "pull": pull_argv(model_id),
-                "remove": remove_argv(model_id),
-            }
-            self.pulls.append(pull_command(resource_name, pull, parent=self, container=self.container, model_store=store))
-        self.api_base = pulumi.Output.from_input(api_base)
-        self.container_name = self.container.name
-        self.model_entries = pulumi.Output.from_input(entries)
-        self.backend_keys = pulumi.Output.secret(api_key.apply(lambda key: {key_env: key}))
-        self.pulled_models = pulumi.Output.from_input(model_ids)
-        self.register_outputs(
-            {
-                "api_base": self.api_base,
-                "container_name": self.container_name,
-                "model_entries": self.model_entries,
-                "backend_keys": self.backend_keys,
-                "pulled_models": self.pulled_models,
-            }
+        self._pull_models(name, model_ids, args["docker_host"], args.get("ssh_opts") or [], pull_argv, remove_argv)
+        key_env = gateway_key_env(hostname)
+        api_base = f"http://{hostname}:{PORT}/v1"
+        self._expose(
+            api_base, model_entries(models, api_base, key_env), key_env, pulled_models=pulumi.Output.from_input(model_ids)
         )

@@ -6,10 +6,13 @@ from typing import Any, NotRequired, Optional, TypedDict
 
 import pulumi
 
-from . import container
+from . import container, vllm_cli
+from .engine import EngineDescription, EngineServer
 from .model_entry import LiteLLMModelEntry, key_env_name
 
-# Facts about the vllm/vllm-openai image (see service-facts.md); upgrading the image is one edit here.
+__all__ = ["VllmServer", "VllmServerArgs"]
+
+# Facts about the vllm/vllm-openai image (docs/engine-facts.md); upgrading the image is one edit here.
 IMAGE = "vllm/vllm-openai:v0.31.0"
 PORT = 8000
 CACHE_PATH = "/root/.cache/huggingface"
@@ -17,6 +20,8 @@ HEALTH_TEST = ["CMD", "curl", "-fsS", f"http://localhost:{PORT}/health"]
 # A first start downloads the weights (30 GB for a 30B FP8 model) and compiles kernels.
 HEALTH_START_PERIOD = "60m"
 LITELLM_PREFIX = "hosted_vllm/"
+# vLLM reads its key from this env when `--api-key` is absent (checked with vLLM 0.31.0's own parser).
+CONTAINER_KEY_ENV = "VLLM_API_KEY"
 # Flags vLLM removed between 0.10 and 0.18; passing one stops the server at start.
 REMOVED_FLAGS = ("--enable-reasoning", "--swap-space", "--disable-log-requests", "--rope-scaling")
 # Flags VllmServer sets from its typed args; extra_args must not set them again.
@@ -39,7 +44,7 @@ class VllmServerArgs(TypedDict):
     """Inputs of a VllmServer."""
 
     served_model_name: str
-    """The model name clients use; also the container name and its network alias."""
+    """The model name clients use; also the network alias, and the container name after `name_prefix`."""
     model: str
     """Hugging Face model id (or a path in the cache volume), e.g. `Qwen/Qwen3-30B-A3B-FP8`."""
     network_name: pulumi.Input[str]
@@ -69,17 +74,24 @@ class VllmServerArgs(TypedDict):
     health_start_period: NotRequired[str]
     """How long the first start (download, load, compile) may take before failed healthchecks count, e.g. `60m`."""
     cache_volume_name: NotRequired[str]
-    """Docker volume for the Hugging Face cache (default `<served_model_name>-hf-cache`); it is retained on destroy."""
+    """Docker volume for the Hugging Face cache (default `<container name>-hf-cache`); it is retained on destroy."""
+    name_prefix: NotRequired[str]
+    """Prefix of the container and volume names (e.g. the stack name: `prod-qwen3`); the network alias stays the model name."""
+
+
+def gateway_key_env(served_model_name: str) -> str:
+    """The gateway env var holding the key of the server for this model, e.g. `VLLM_QWEN3_API_KEY`."""
+    return key_env_name("vllm", served_model_name)
 
 
 def removed_flags_in(args: Sequence[str]) -> list[str]:
     """The flags among `args` that current vLLM rejects."""
-    return [a for a in args if a.split("=", 1)[0] in REMOVED_FLAGS]
+    return [a for a in args if vllm_cli.flag_name(a) in REMOVED_FLAGS]
 
 
 def managed_flags_in(args: Sequence[str]) -> list[str]:
     """The flags among `args` that VllmServer already sets from its typed args."""
-    return [a for a in args if a.split("=", 1)[0] in MANAGED_FLAGS]
+    return [a for a in args if vllm_cli.flag_name(a) in MANAGED_FLAGS]
 
 
 def tensor_parallel_size(gpus: Optional[Sequence[str]], override: Optional[int] = None) -> Optional[int]:
@@ -114,67 +126,44 @@ def serve_command(args: VllmServerArgs) -> list[str]:
     return command + extra
 
 
-class VllmServer(pulumi.ComponentResource):
+class VllmServer(EngineServer):
     """A vLLM server for one model: image, Hugging Face cache volume, API key and a container that is healthy when `pulumi up` returns."""
 
-    api_base: pulumi.Output[str]
-    """OpenAI-compatible base URL on the stack's network, e.g. `http://qwen3:8000/v1`."""
     served_model_name: pulumi.Output[str]
     """The model name clients use."""
-    container_name: pulumi.Output[str]
-    """Name of the vLLM container."""
-    model_entries: pulumi.Output[list[LiteLLMModelEntry]]
-    """The LiteLLM model entries that reach this server."""
-    backend_keys: pulumi.Output[dict[str, str]]
-    """Gateway env var name -> this server's API key (secret)."""
 
     def __init__(self, name: str, args: VllmServerArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("llmstack:index:VllmServer", name, {}, opts)
         served = args["served_model_name"]
-        command = serve_command(args)
-        image = container.pinned_image(f"{name}-image", args.get("image") or IMAGE, self)
-        cache = container.retained_volume(
-            f"{name}-hf-cache", args.get("cache_volume_name") or f"{served}-hf-cache", "vllm", self
-        )
-        api_key = container.engine_api_key(f"{name}-api-key", args.get("api_key"), self)
-        secret_envs = container.engine_secret_envs("VLLM_API_KEY", api_key, args.get("hf_token"))
-        self.container = container.service_container(
-            name,
-            parent=self,
-            container_name=served,
-            image=image,
-            network_name=args["network_name"],
-            aliases=[served],
-            command=command,
-            envs=container.container_envs({"HF_HOME": CACHE_PATH}, secret_envs),
-            health=container.healthcheck(HEALTH_TEST, args.get("health_start_period") or HEALTH_START_PERIOD),
+        container_name = container.docker_name(args.get("name_prefix"), served)
+        description = EngineDescription(
             component="vllm",
-            volumes=[container.docker.ContainerVolumeArgs(volume_name=cache.name, container_path=CACHE_PATH)],
+            container_name=container_name,
+            hostname=served,
+            image=args.get("image") or IMAGE,
+            command=serve_command(args),
+            health_test=HEALTH_TEST,
+            health_start_period=args.get("health_start_period") or HEALTH_START_PERIOD,
+            data_path=CACHE_PATH,
+            data_volume=args.get("cache_volume_name") or f"{container_name}-hf-cache",
+            data_resource="hf-cache",
+            plain_envs={"HF_HOME": CACHE_PATH},
+            key_env=CONTAINER_KEY_ENV,
+            api_key=args.get("api_key"),
+            hf_token=args.get("hf_token"),
             gpus=args.get("gpus"),
             # Tensor-parallel workers share memory through /dev/shm; host IPC is what vLLM documents.
             ipc_mode="host",
-            depends_on=container.depends_on_of(opts),
         )
+        self._build(name, description, args["network_name"], opts)
+        key_env = gateway_key_env(served)
         entry: LiteLLMModelEntry = {
             "model_name": served,
             "model": LITELLM_PREFIX + served,
             "api_base": f"http://{served}:{PORT}/v1",
             "mode": "chat",
-            "api_key_env": key_env_name("vllm", served),
+            "api_key_env": key_env,
         }
         if args.get("tool_call_parser"):
             entry["supports_function_calling"] = True
-        self.api_base = pulumi.Output.from_input(entry["api_base"])
-        self.served_model_name = pulumi.Output.from_input(served)
-        self.container_name = self.container.name
-        self.model_entries = pulumi.Output.from_input([entry])
-        self.backend_keys = pulumi.Output.secret(api_key.apply(lambda key: {entry["api_key_env"]: key}))
-        self.register_outputs(
-            {
-                "api_base": self.api_base,
-                "served_model_name": self.served_model_name,
-                "container_name": self.container_name,
-                "model_entries": self.model_entries,
-                "backend_keys": self.backend_keys,
-            }
-        )
+        self._expose(entry["api_base"], [entry], key_env, served_model_name=pulumi.Output.from_input(served))

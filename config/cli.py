@@ -9,25 +9,31 @@ from typing import Any, TextIO
 
 import yaml
 
-from . import gpu_plan
+from . import registry
+from .deployment import name_prefix_of
 from .errors import StackConfigError
 from .plan import Plan, masked, reveal, run_program
 from .schema import StackConfig
 from .source import from_stack_file
-from .validation import model_locations, validate
+from .validation import CheckedStack, check_stack
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 LITELLM_CONTAINER_TYPE = "docker:index/container:Container"
 
 
 def summary(path: Path, stack: StackConfig) -> str:
-    """One line: hosts, engines and model counts."""
-    engines = [f"vllm x{len(stack.vllm)}"] if stack.vllm else []
-    engines += [name for name in ("ollama", "infinity", "speaches") if getattr(stack, name) is not None]
+    """One line: hosts, engines, model counts, where the gateway is published and how Docker names are scoped."""
+    prefix = name_prefix_of(stack, stack_name(path))
+    names = f"Docker names prefixed {prefix + '-'!r}" if prefix else "Docker names not prefixed"
+    engines = []
+    for spec in registry.sections():
+        blocks = spec.blocks(stack)
+        if blocks:
+            engines.append(f"{spec.key} x{len(blocks)}" if spec.many else spec.key)
     return (
         f"{path}: ok: {len(stack.hosts)} host(s) ({', '.join(sorted(stack.hosts))}), "
-        f"engines: {', '.join(engines) or 'none'}, {len(model_locations(stack))} model(s), "
-        f"gateway on port {stack.gateway.port}"
+        f"engines: {', '.join(engines) or 'none'}, {len(registry.model_locations(stack))} model(s), "
+        f"gateway published on {stack.gateway.bind}:{stack.gateway.port}, {names}"
     )
 
 
@@ -50,9 +56,9 @@ def plan_document(plan: Plan) -> dict[str, Any]:
     }
 
 
-def load(path: Path) -> tuple[dict[str, Any], StackConfig]:
+def load(path: Path) -> tuple[dict[str, Any], CheckedStack]:
     raw = from_stack_file(path)
-    return raw, validate(raw)
+    return raw, check_stack(raw)
 
 
 def stack_name(path: Path) -> str:
@@ -62,15 +68,15 @@ def stack_name(path: Path) -> str:
 
 
 def check(path: Path, out: TextIO) -> int:
-    _, stack = load(path)
-    print("; ".join([summary(path, stack), *gpu_plan.plan(stack).notes()]), file=out)
+    _, checked = load(path)
+    print("; ".join([summary(path, checked.config), *checked.gpu_plan.notes()]), file=out)
     return EXIT_OK
 
 
 def render(path: Path, fmt: str, out: TextIO, err: TextIO = sys.stderr) -> int:
-    raw, stack = load(path)
+    raw, checked = load(path)
     document = plan_document(run_program(raw, stack=stack_name(path)))
-    gpus = gpu_plan.plan(stack)
+    gpus = checked.gpu_plan
     document["gpuPlan"] = gpus.document()
     # The table is for people, on the diagnostic stream: `out` stays one parseable document.
     print(gpus.table(), file=err)

@@ -25,9 +25,11 @@ class StackConfigError(Exception):
         super().__init__(self.report())
 
     def report(self) -> str:
+        from .credentials import redact  # a report echoes values: never a credential among them
+
         count = len(self.issues)
         lines = [f"{count} error{'s' if count != 1 else ''} in the llmstack stack config:"]
-        lines += [f"  - {issue}" for issue in self.issues]
+        lines += [f"  - {redact(str(issue))}" for issue in self.issues]
         return "\n".join(lines)
 
 

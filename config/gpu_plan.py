@@ -15,8 +15,9 @@ Rules (a host's inventory is `llmstack:hosts.<host>.gpus: [{id, memoryGiB}]`):
 - A host without an inventory is allowed: nothing on it is checked, and the plan says so.
 - Two vLLM servers may not share a GPU: each would measure the other's memory as used while both start,
   and `auto` could not split a card between them. Give each its own device ids.
-- vLLM starts after the other services that share any of its GPUs (`start_after`): it measures free
-  memory when it starts and refuses to start when less than its share is free.
+- vLLM starts after the other services that share any of its GPUs (wired by the program, see
+  config/deployment.py): it measures free memory when it starts and refuses to start when less than
+  its share is free.
 
 The margin: 1 GiB per service per GPU. A CUDA context plus the cuBLAS/cuDNN/NCCL workspaces of a
 process take ~0.5-1 GiB of a device outside what the process reports as its own use. vLLM pays it too:
@@ -33,21 +34,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
+from . import registry
 from .errors import ConfigIssue, key_path
 from .schema import Host, StackConfig, resolve_host
-
-if TYPE_CHECKING:
-    import pulumi
-
-    from .sections import EngineDeployment
 
 CUDA_CONTEXT_MARGIN_GIB = 1.0
 VLLM_DEFAULT_UTILIZATION = 0.92  # vLLM's own default for --gpu-memory-utilization
 AUTO = "auto"
 ALL = "all"
-ENGINE_SECTIONS = ("ollama", "infinity", "speaches")  # deployed, so started, before vLLM
 _EPSILON = 1e-9
 
 
@@ -61,7 +57,7 @@ class GpuService:
     loc: tuple[str | int, ...]  # its block in the stack file: ("ollama",) or ("vllm", 0)
     vram_gib: Optional[float] = None  # engines
     utilization: float | str | None = None  # vLLM: a fraction, "auto", or None (vLLM's default)
-    vllm_name: Optional[str] = None
+    vllm_name: Optional[str] = None  # set for a service sized as a fraction of the card (a vLLM entry's name)
 
     def key(self, name: str) -> str:
         return key_path((*self.loc, name))
@@ -140,29 +136,22 @@ def floor_fraction(value: float) -> float:
 
 
 def gpu_services(stack: StackConfig) -> list[GpuService]:
-    """Every service that runs on GPUs, in start order (the engines, then vLLM in file order).
+    """Every service that runs on GPUs, in start order (the sections in deploy order, each in file order).
 
     A service whose host cannot be resolved is left out: the host check reports it."""
     services = []
-
-    def placed_host(host: Optional[str]) -> Optional[str]:
-        if host is None and len(stack.hosts) > 1:
-            return None
-        name = resolve_host(stack, host)
-        return name if name in stack.hosts else None
-
-    for section in ENGINE_SECTIONS:
-        engine = getattr(stack, section)
-        host = placed_host(engine.host) if engine is not None else None
-        if engine is not None and engine.gpus and host is not None:
-            services.append(GpuService(section, host, tuple(engine.gpus), (section,), vram_gib=engine.vram_gib))
-    for i, entry in enumerate(stack.vllm):
-        host = placed_host(entry.host)
-        if host is not None:
-            gpus = tuple(entry.gpus or [ALL])
-            services.append(
-                GpuService(f"vllm/{entry.name}", host, gpus, ("vllm", i), utilization=entry.gpu_memory_utilization, vllm_name=entry.name)
-            )
+    for spec, loc, block in registry.blocks(stack):
+        if not block.gpus or (block.host is None and len(stack.hosts) > 1):
+            continue
+        host = resolve_host(stack, block.host)
+        if host not in stack.hosts:
+            continue
+        if spec.measures_free_memory:
+            name = getattr(block, "name")
+            utilization = getattr(block, "gpu_memory_utilization")
+            services.append(GpuService(spec.label(block), host, tuple(block.gpus), loc, utilization=utilization, vllm_name=name))
+        else:
+            services.append(GpuService(spec.label(block), host, tuple(block.gpus), loc, vram_gib=getattr(block, "vram_gib")))
     return services
 
 
@@ -186,11 +175,10 @@ def shares_a_gpu(host: Host, a: Sequence[str], b: Sequence[str]) -> bool:
 
 def _placement_issues(stack: StackConfig, services: list[GpuService]) -> list[ConfigIssue]:
     issues = []
-    for section in ENGINE_SECTIONS:
-        engine = getattr(stack, section)
-        if engine is not None and not engine.gpus and engine.vram_gib is not None:
+    for spec, loc, block in registry.blocks(stack):
+        if not spec.measures_free_memory and not block.gpus and getattr(block, "vram_gib", None) is not None:
             issues.append(
-                ConfigIssue(key_path((section, "vramGiB")), "vramGiB is set but the service runs on CPU (no gpus)", "add gpus: (all or device ids), or remove vramGiB")
+                ConfigIssue(key_path((*loc, "vramGiB")), "vramGiB is set but the service runs on CPU (no gpus)", "add gpus: (all or device ids), or remove vramGiB")
             )
     for service in services:
         host = stack.hosts[service.host]
@@ -377,30 +365,3 @@ def plan(stack: StackConfig) -> GpuPlan:
         rows += host_plan.rows()
     checked = {name: host.gpus is not None for name, host in stack.hosts.items()}
     return GpuPlan(rows, utilizations, checked, issues)
-
-
-def gpu_issues(stack: StackConfig) -> list[ConfigIssue]:
-    """The validation hook: every GPU placement and fit mistake of the stack."""
-    return plan(stack).issues
-
-
-def start_after(stack: StackConfig, engines: Sequence[EngineDeployment]) -> dict[str, list[pulumi.Resource]]:
-    """vLLM model name -> the containers of the already deployed engines that share one of its GPUs.
-
-    vLLM measures free memory when it starts, so it must start once they are healthy. `engines` are
-    the non-vLLM deployments (two vLLM servers never share a GPU: see the module docstring)."""
-    order: dict[str, list[pulumi.Resource]] = {}
-    for entry in stack.vllm:
-        name = resolve_host(stack, entry.host)
-        host = stack.hosts.get(name)
-        if host is None:
-            continue
-        gpus = list(entry.gpus or [ALL])
-        after = [
-            getattr(engine.component, "container", engine.component)
-            for engine in engines
-            if engine.host == name and shares_a_gpu(host, gpus, list(engine.gpu_ids or []))
-        ]
-        if after:
-            order[entry.name] = after
-    return order

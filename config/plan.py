@@ -1,8 +1,10 @@
 """Runs the real program under Pulumi's mocks and records every resource it registers: a plan without the CLI or Docker."""
 
+import asyncio
 import hashlib
 import json
 import runpy
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +16,7 @@ from pulumi.runtime import rpc
 
 from .errors import NAMESPACE
 from .secrets import SHOWN_AS, SecretValue
-from .source import STRUCTURED_KEYS
+from .registry import structured_keys
 
 PROGRAM = Path(__file__).resolve().parent.parent / "__main__.py"
 PROJECT = "llmstack"
@@ -126,6 +128,24 @@ class _Mocks(pulumi.runtime.Mocks):
         return {}, None
 
 
+def _close_worker_thread_loop() -> None:
+    """Closes the event loop Pulumi's mock monitor opened on this executor thread (each call opens one if none is set).
+
+    Left open, those loops are collected at interpreter exit in no set order with their self-pipe
+    sockets; when a socket goes first, the loop's __del__ prints "Exception ignored ... Invalid file
+    descriptor" on stderr (about one run in twenty)."""
+    if threading.current_thread() is threading.main_thread():
+        return
+    policy = asyncio.get_event_loop_policy()
+    try:
+        loop = policy.get_event_loop()
+    except RuntimeError:
+        return
+    if not loop.is_running():
+        loop.close()
+        policy.set_event_loop(None)
+
+
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
     """The mock monitor, also keeping the resource options the plain mocks drop."""
 
@@ -133,7 +153,25 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.recorded: list[RecordedResource] = []
 
+    def Invoke(self, request):  # noqa: N802 (gRPC method name)
+        try:
+            return super().Invoke(request)
+        finally:
+            _close_worker_thread_loop()
+
+    def ReadResource(self, request):  # noqa: N802 (gRPC method name)
+        try:
+            return super().ReadResource(request)
+        finally:
+            _close_worker_thread_loop()
+
     def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
+        try:
+            return self._record(request)
+        finally:
+            _close_worker_thread_loop()
+
+    def _record(self, request):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             timeouts = request.customTimeouts
@@ -145,7 +183,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     parent=request.parent,
                     provider=request.provider.rsplit("::", 1)[0].rsplit("::", 1)[-1] if request.provider else "",
                     retain_on_delete=bool(request.retainOnDelete),
-                    depends_on=list(request.dependencies),
+                    depends_on=sorted(request.dependencies),
                     replace_on_changes=list(request.replaceOnChanges),
                     ignore_changes=list(request.ignoreChanges),
                     custom_timeouts={k: v for k, v in (("create", timeouts.create), ("update", timeouts.update), ("delete", timeouts.delete)) if v},
@@ -177,7 +215,7 @@ def pulumi_config(raw: dict[str, Any], secrets: Optional[dict[str, str]] = None)
             # As Pulumi does: a structured value with a `secure:` leaf is decrypted, and the whole key is secret.
             config[full] = json.dumps(_decrypted(value, lambda leaf: plaintext_of(key, leaf)), default=str)
             secret_keys.append(full)
-        elif key in STRUCTURED_KEYS or not isinstance(value, str):
+        elif key in structured_keys() or not isinstance(value, str):
             config[full] = json.dumps(value, default=str)
         else:
             config[full] = value

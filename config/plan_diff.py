@@ -1,6 +1,6 @@
 """Compares two plans resource by resource and classifies each change as pulumi-docker would carry it out.
 
-The rules follow the providers' schemas (service-facts.md): almost every container input forces a
+The rules follow the providers' schemas (docs/engine-facts.md): almost every container input forces a
 replacement; `restart` and resource limits update in place; `healthcheck`, `wait` and `wait_timeout`
 are in-place no-ops unless `replace_on_changes` names them. A replaced resource gets a new id, so
 every input that refers to that id changes too, and the rule of that input decides again.

@@ -4,35 +4,16 @@ from typing import Any, Optional
 
 import pulumi
 
-from components import LiteLLMProxy, LiteLLMProxyArgs
-from components.model_entry import LiteLLMModelEntry
+from components.litellm import LiteLLMProxy, LiteLLMProxyArgs
+from components.model_entry import LiteLLMModelEntry, models_by_route
 
-from . import gpu_plan
+from . import registry
+from .deployment import DeployContext, EngineDeployment, name_prefix_of
 from .errors import StackConfigError
 from .schema import StackConfig
-from .sections import EngineDeployment
-from .sections import infinity as infinity_section
-from .sections import ollama as ollama_section
-from .sections import speaches as speaches_section
-from .sections import vllm as vllm_section
 from .sites import build_sites, site_of
 from .source import running_program_config
-from .validation import validate
-
-# Stack output `models`: route -> the LiteLLM modes served on it.
-ROUTE_MODES = {
-    "chat": "chat",
-    "embedding": "embedding",
-    "rerank": "rerank",
-    "transcription": "audio_transcription",
-    "speech": "audio_speech",
-}
-
-
-def _routes(entries: list[LiteLLMModelEntry]) -> dict[str, list[str]]:
-    return {
-        route: sorted({e["model_name"] for e in entries if e["mode"] == mode}) for route, mode in ROUTE_MODES.items()
-    }
+from .validation import CheckedStack, check_stack
 
 
 def _flatten(groups: list[list[LiteLLMModelEntry]]) -> list[LiteLLMModelEntry]:
@@ -60,7 +41,7 @@ def gateway_args(
     args: LiteLLMProxyArgs = {
         "network_name": network_name,
         "models": entries,
-        "backend_keys": pulumi.Output.secret(pulumi.Output.all(*[e.backend_keys for e in engines]).apply(_merge_keys)),
+        "backend_keys": pulumi.Output.secret(pulumi.Output.all(*[e.server.backend_keys for e in engines]).apply(_merge_keys)),
         "settings": {
             "routing_strategy": gw.routing_strategy,
             "num_retries": gw.num_retries,
@@ -88,22 +69,28 @@ def gateway_args(
     return args
 
 
-def deploy_stack(stack: StackConfig) -> dict[str, Any]:
+def deploy_stack(checked: CheckedStack) -> dict[str, Any]:
     """Registers every resource of the stack and returns the stack outputs."""
-    sites = build_sites(stack)
-    engines: list[EngineDeployment] = []
-    # `auto` sized from the GPU plan; vLLM starts after the engines sharing its GPUs (it measures free memory at start).
-    utilizations = gpu_plan.plan(stack).utilizations
-    for section in (ollama_section, infinity_section, speaches_section):
-        engines += section.deploy(stack, sites)
-    engines += vllm_section.deploy(stack, sites, utilizations, gpu_plan.start_after(stack, engines))
-    site = site_of(stack, sites, stack.gateway.host)
-    entries = pulumi.Output.all(*[e.model_entries for e in engines]).apply(_flatten)
-    gateway = LiteLLMProxy("gateway", gateway_args(stack, engines, entries, site.network.name), opts=site.options())
+    stack = checked.config
+    prefix = name_prefix_of(stack, pulumi.get_stack())
+    if prefix and not (prefix[0].isalnum() and prefix.isascii()):
+        raise pulumi.RunError(
+            f"the stack name {prefix!r} cannot start a Docker name. Fix: set llmstack:namePrefix to a name that starts with a letter or digit"
+        )
+    context = DeployContext(stack, build_sites(stack, prefix), checked.gpu_plan, prefix)
+    for spec, _, block in registry.blocks(stack):
+        context.deployed.append(spec.deploy(block, context))
+    engines = context.deployed
+    site = site_of(stack, context.sites, stack.gateway.host)
+    entries = pulumi.Output.all(*[e.server.model_entries for e in engines]).apply(_flatten)
+    args = gateway_args(stack, engines, entries, site.network.name)
+    if prefix:
+        args["name_prefix"] = prefix
+    gateway = LiteLLMProxy("gateway", args, opts=site.options())
     return {
         "gatewayUrl": gateway.port.apply(lambda port: f"http://{site.client_address}:{port}"),
         "masterKey": pulumi.Output.secret(gateway.master_key),
-        "models": entries.apply(_routes),
+        "models": entries.apply(models_by_route),
         "toolModels": entries.apply(lambda es: sorted(e["model_name"] for e in es if e.get("supports_function_calling"))),
     }
 
@@ -111,8 +98,8 @@ def deploy_stack(stack: StackConfig) -> dict[str, Any]:
 def run() -> None:
     """Entry point of `__main__.py`: a config mistake stops the run with its report, before any resource."""
     try:
-        stack = validate(running_program_config())
+        checked = check_stack(running_program_config())
     except StackConfigError as error:
         raise pulumi.RunError(error.report()) from None
-    for name, value in deploy_stack(stack).items():
+    for name, value in deploy_stack(checked).items():
         pulumi.export(name, value)

@@ -1,21 +1,26 @@
 """The stack config contract (namespace `llmstack`) as pydantic models: types, ranges and defaults of every key."""
 
 import ipaddress
-import re
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal, Optional
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator
 from pydantic.alias_generators import to_camel
 
+from components.litellm_config import DEFAULT_SETTINGS, ROUTING_STRATEGIES
+
+from . import gpu_ids
 from .secrets import SecretValue
 
 FIX = ". Fix: "
 # Docker container and volume names; model names become container names and network aliases.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 DURATION_PATTERN = r"^(\d+(h|m|s))+$"
+# A prefix for Docker names: empty (no prefix), or what a Docker name may start with.
+NAME_PREFIX_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,30})?$"
 DOCKER_SCHEMES = ("unix", "ssh", "tcp", "npipe")
-ROUTING_STRATEGIES = ("simple-shuffle", "least-busy", "usage-based-routing-v2", "latency-based-routing")
+
 
 
 def problem(message: str, fix: str) -> ValueError:
@@ -34,7 +39,7 @@ def _gpu_selection(value: Any) -> Any:
     if isinstance(value, list):
         ids = []
         for item in value:
-            if isinstance(item, bool) or not isinstance(item, (str, int)) or str(item) in ("", "all"):
+            if isinstance(item, bool) or not isinstance(item, (str, int)) or not gpu_ids.is_device_id(str(item)):
                 raise problem(f"{item!r} is not a GPU device id", 'list ids such as ["0", "1"], or write `all` alone')
             ids.append(str(item))
         if not ids:
@@ -66,6 +71,13 @@ class Gpu(Section):
     @classmethod
     def _id_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("id")
+    @classmethod
+    def _device_id(cls, value: str) -> str:
+        if not gpu_ids.is_device_id(value):
+            raise problem(f"{value!r} is not a GPU device id", "write the index (0, 1, ...) or the UUID (GPU-...) that nvidia-smi -L shows")
+        return value
 
 
 class Host(Section):
@@ -121,83 +133,29 @@ class Network(Section):
             raise problem(f"{value!r} is not a subnet", "write a CIDR block such as 192.168.0.0/24") from None
 
 
-def _utilization(value: Any) -> Any:
-    if value is None or value == "auto":
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < float(value) <= 1:
-        raise problem(f"{value!r} is not a fraction of the card", "write a number in (0, 1] such as 0.85, or auto")
-    return float(value)
-
-
-class Vllm(Section):
-    name: ModelName
-    model: str = Field(min_length=1)
-    host: Optional[str] = None
-    image: Optional[str] = None
-    gpus: GpuSelection = ["all"]
-    gpu_memory_utilization: Annotated[Optional[float | Literal["auto"]], BeforeValidator(_utilization)] = None
-    tensor_parallel_size: Optional[int] = Field(default=None, ge=1)
-    max_model_len: Optional[int] = Field(default=None, ge=1)
-    reasoning_parser: Optional[str] = None
-    tool_call_parser: Optional[str] = None
-    hf_overrides: Optional[dict[str, Any]] = None
-    extra_args: list[str] = Field(default_factory=list)
-    health_start_period: Optional[Duration] = None
-
-
-class OllamaModel(Section):
-    name: ModelName
-    model: str = Field(min_length=1)
-    max_tokens: Optional[int] = Field(default=None, ge=1)
-
-
-class InfinityModel(Section):
-    name: ModelName
-    model: str = Field(min_length=1)
-    mode: Literal["embedding", "rerank"]
-
-
-class SpeachesModel(Section):
-    name: ModelName
-    model: str = Field(min_length=1)
-    mode: Literal["transcription", "speech"]
-
-
-class EngineSection(Section):
-    """What Ollama, Infinity and Speaches share: where they run and what GPU memory they may take."""
+class Engine(Section):
+    """What every engine block (a section, or one entry of a list section) has: where it runs and on which GPUs."""
 
     host: Optional[str] = None
     image: Optional[str] = None
     gpus: GpuSelection = None
+
+    def model_names(self) -> list[tuple[str, tuple]]:
+        """The model names this block declares, each with its location inside the block."""
+        raise NotImplementedError
+
+    def gateway_key_env(self) -> Optional[str]:
+        """The gateway env that will hold this engine's key (None: the engine has no key)."""
+        raise NotImplementedError
+
+
+class SharedEngine(Engine):
+    """An engine that serves every model of its section from one container and declares its GPU memory."""
+
     vram_gib: Optional[float] = Field(default=None, alias="vramGiB", gt=0, allow_inf_nan=False)
 
-
-class Ollama(EngineSection):
-    env: dict[str, str] = Field(default_factory=dict)
-    models: list[OllamaModel] = Field(min_length=1)
-
-    @field_validator("env", mode="before")
-    @classmethod
-    def _env_text(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: str(v).lower() if isinstance(v, bool) else str(v) if isinstance(v, (int, float)) else v for k, v in value.items()}
-        return value
-
-    @field_validator("env")
-    @classmethod
-    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = sorted(k for k in value if not re.fullmatch(r"OLLAMA_[A-Z0-9_]+", k))
-        if bad:
-            raise problem(f"{bad} are not Ollama settings", "use OLLAMA_* variables such as OLLAMA_KEEP_ALIVE")
-        return value
-
-
-class Infinity(EngineSection):
-    models: list[InfinityModel] = Field(min_length=1)
-
-
-class Speaches(EngineSection):
-    models: list[SpeachesModel] = Field(min_length=1)
+    def model_names(self) -> list[tuple[str, tuple]]:
+        return [(m.name, ("models", i, "name")) for i, m in enumerate(getattr(self, "models"))]
 
 
 class RateLimit(Section):
@@ -212,14 +170,14 @@ class Gateway(Section):
     redis_image: Optional[str] = None
     port: int = Field(default=4000, ge=1, le=65535)
     bind: str = "127.0.0.1"
-    routing_strategy: Literal[ROUTING_STRATEGIES] = "simple-shuffle"  # type: ignore[valid-type]
-    num_retries: int = Field(default=3, ge=0, le=20)
-    request_timeout: int = Field(default=600, ge=1)
+    routing_strategy: Literal[ROUTING_STRATEGIES] = DEFAULT_SETTINGS["routing_strategy"]  # type: ignore[valid-type]
+    num_retries: int = Field(default=DEFAULT_SETTINGS["num_retries"], ge=0, le=20)
+    request_timeout: int = Field(default=DEFAULT_SETTINGS["request_timeout"], ge=1)
     fallbacks: dict[str, list[str]] = Field(default_factory=dict)
     rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
-    allowed_fails: int = Field(default=3, ge=0)
-    cooldown_time: int = Field(default=30, ge=0)
-    drop_params: bool = True
+    allowed_fails: int = Field(default=DEFAULT_SETTINGS["allowed_fails"], ge=0)
+    cooldown_time: int = Field(default=DEFAULT_SETTINGS["cooldown_time"], ge=0)
+    drop_params: bool = DEFAULT_SETTINGS["drop_params"]
     num_workers: Optional[int] = Field(default=None, ge=1, le=64)
 
     @field_validator("bind")
@@ -236,15 +194,28 @@ def _default_hosts() -> dict[str, Host]:
 
 
 class StackConfig(Section):
-    """One stack's whole `llmstack` config."""
+    """One stack's whole `llmstack` config: these keys, plus one field per registered engine section.
+
+    Validate with `config.registry.stack_model()`, the subclass that carries the engine sections."""
+
+    _file_order: tuple[str, ...] = PrivateAttr(default=())
+    """The top-level keys in the order the stack file gives them (messages follow the file): see in_file_order."""
+
+    def in_file_order(self, keys: list[str]) -> list[str]:
+        """Keys sorted as the stack file gives them (keys it leaves out last, in the given order)."""
+        order = {key: i for i, key in enumerate(self._file_order)}
+        return sorted(keys, key=lambda key: order.get(key, len(order)))
+
+    def with_file_order(self, keys: Iterable[str]) -> "StackConfig":
+        """This config, knowing the order of the stack file's top-level keys."""
+        self._file_order = tuple(keys)
+        return self
 
     hosts: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Host] = Field(default_factory=_default_hosts, min_length=1)
     network: Network = Network()
-    vllm: list[Vllm] = Field(default_factory=list)
-    ollama: Optional[Ollama] = None
-    infinity: Optional[Infinity] = None
-    speaches: Optional[Speaches] = None
     gateway: Gateway = Gateway()
+    name_prefix: Optional[Annotated[str, Field(pattern=NAME_PREFIX_PATTERN)]] = None
+    """Prefix of every Docker name of the stack (containers, volumes, network); default: the stack's name."""
     master_key: Optional[SecretValue] = None
     hf_token: Optional[SecretValue] = None
 

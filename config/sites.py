@@ -5,6 +5,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
+from components.container import docker_name, ownership
+
 from .schema import StackConfig, resolve_host
 
 
@@ -22,14 +24,15 @@ class Site:
         return pulumi.ResourceOptions(providers={"docker": self.provider}, **extra)
 
 
-def build_sites(stack: StackConfig) -> dict[str, Site]:
-    """A provider and a network for every configured host."""
+def build_sites(stack: StackConfig, name_prefix: str = "") -> dict[str, Site]:
+    """A provider and a network for every configured host; the network's name is scoped by the prefix."""
     sites = {}
     for name, host in sorted(stack.hosts.items()):
         provider = docker.Provider(f"host-{name}", host=host.docker, ssh_opts=list(host.ssh_opts) or None)
         network = docker.Network(
             f"network-{name}",
-            name=stack.network.name,
+            name=docker_name(name_prefix, stack.network.name),
+            labels=[docker.NetworkLabelArgs(label=k, value=v) for k, v in sorted(ownership().items())],
             driver="bridge",
             ipam_configs=[docker.NetworkIpamConfigArgs(subnet=stack.network.subnet)] if stack.network.subnet else None,
             opts=pulumi.ResourceOptions(provider=provider),

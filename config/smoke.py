@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TextIO
 
+from components.model_entry import ROUTE_MODES
+
 DEFAULT_TIMEOUT_S = 120.0  # a cold model's first request may have to load it first
 DEFAULT_VOICE = "af_heart"  # valid for Kokoro; Piper ignores the voice
 PROMPT = "Reply with the single word: ok."
@@ -153,12 +155,13 @@ class Route:
 
 # The one route table: what a deployed stack serves through its gateway.
 ROUTES: tuple[Route, ...] = (
-    Route("chat", "/v1/chat/completions", ("chat", "completion"), call_chat),
+    # LiteLLM also calls a model of mode `completion` a chat model.
+    Route("chat", "/v1/chat/completions", (ROUTE_MODES["chat"], "completion"), call_chat),
     Route("tools", "/v1/chat/completions+tools", (), call_tools),
-    Route("embedding", "/v1/embeddings", ("embedding",), call_embedding),
-    Route("rerank", "/rerank", ("rerank",), call_rerank),
-    Route("transcription", "/v1/audio/transcriptions", ("audio_transcription",), call_transcription),
-    Route("speech", "/v1/audio/speech", ("audio_speech",), call_speech),
+    Route("embedding", "/v1/embeddings", (ROUTE_MODES["embedding"],), call_embedding),
+    Route("rerank", "/rerank", (ROUTE_MODES["rerank"],), call_rerank),
+    Route("transcription", "/v1/audio/transcriptions", (ROUTE_MODES["transcription"],), call_transcription),
+    Route("speech", "/v1/audio/speech", (ROUTE_MODES["speech"],), call_speech),
 )
 MODEL_KINDS = tuple(r.kind for r in ROUTES if r.kind != "tools")
 

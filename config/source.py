@@ -4,13 +4,10 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-
+from . import stack_yaml
 from .errors import NAMESPACE, ConfigIssue, StackConfigError
+from .registry import structured_keys
 from .secrets import SECRET_KEYS, SecretValue
-
-# Keys whose Pulumi config value is a JSON document (objects and lists), not a plain string.
-STRUCTURED_KEYS = ("hosts", "network", "vllm", "ollama", "infinity", "speaches", "gateway")
 
 
 def _own_key(key: str, project: str) -> Optional[str]:
@@ -33,15 +30,16 @@ def _secure(value: Any) -> Any:
 
 
 def from_stack_file(path: Path) -> dict[str, Any]:
-    """The raw `llmstack` keys of a Pulumi.<stack>.yaml file; encrypted values stay opaque."""
+    """The raw `llmstack` keys of a Pulumi.<stack>.yaml file, read as the Pulumi CLI reads it; encrypted values stay opaque."""
     try:
-        document = yaml.safe_load(path.read_text()) or {}
+        with path.open("rb") as file:
+            data = file.read(stack_yaml.MAX_BYTES + 1)
     except OSError as error:
         raise StackConfigError([ConfigIssue(str(path), f"cannot read the file ({error.strerror})", "pass the path of a Pulumi.<stack>.yaml file")]) from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise StackConfigError([ConfigIssue(str(path), f"is not valid YAML{where}", "fix the YAML syntax (indentation, quotes, colons)")]) from None
+    try:
+        document = stack_yaml.load(data, config_key=lambda key: _own_key(str(key), NAMESPACE) or key) or {}
+    except stack_yaml.StackYamlError as error:
+        raise StackConfigError([ConfigIssue(str(path), error.problem, error.fix)]) from None
     if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
         raise StackConfigError([ConfigIssue(str(path), "has no `config:` mapping", "put the llmstack:* keys under a top-level `config:`")])
     raw: dict[str, Any] = {}
@@ -62,7 +60,7 @@ def from_pulumi_config(config: dict[str, str], secret_keys: set[str], project: s
         if key in secret_keys:
             # A secret under a non-secret key is reported by validation; keep it opaque.
             raw[own] = SecretValue(text if own in SECRET_KEYS else None)
-        elif own in STRUCTURED_KEYS:
+        elif own in structured_keys():
             try:
                 raw[own] = json.loads(text)
             except (TypeError, ValueError):

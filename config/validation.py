@@ -2,24 +2,19 @@
 
 import difflib
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError
 
-from components import vllm as vllm_facts
-from components.model_entry import key_env_name
-
+from . import gpu_plan, registry
 from .errors import ConfigIssue, StackConfigError, key_path
-from .gpu_plan import gpu_issues
-from .schema import DURATION_PATTERN, FIX, NAME_PATTERN, StackConfig, resolve_host
+from .gpu_plan import GpuPlan
+from .registry import model_locations
+from .schema import DURATION_PATTERN, FIX, NAME_PATTERN, NAME_PREFIX_PATTERN, StackConfig, resolve_host
 from .secrets import SECRET_KEYS, SecretValue
-from .vllm_context import QWEN3_YARN_EXAMPLE, context_issues
-
-# Container names the stack uses for its shared services; a model may not take one.
-RESERVED_NAMES = ("ollama", "infinity", "speaches", "litellm", "litellm-postgres", "litellm-redis")
-# vLLM flags that may be given several times (argparse `append`); any other flag given twice is a mistake.
-REPEATABLE_VLLM_FLAGS = ("--middleware",)
+from . import safety
 
 _GENERIC_FIXES = {
     "missing": "add this key",
@@ -48,6 +43,10 @@ _GENERIC_FIXES = {
 _PATTERN_PROBLEMS = {
     NAME_PATTERN: ("is not a valid name", _GENERIC_FIXES["string_pattern_mismatch"]),
     DURATION_PATTERN: ("is not a duration", "write a duration such as 90s, 15m or 1h30m"),
+    NAME_PREFIX_PATTERN: (
+        "is not a Docker name prefix",
+        "use up to 31 letters, digits, '.', '_' or '-', starting with a letter or digit (or \"\" for no prefix)",
+    ),
 }
 
 
@@ -75,7 +74,7 @@ def _unwrap(annotation: Any) -> Any:
 
 def known_keys(loc: tuple) -> list[str]:
     """The keys the schema accepts at the mapping that holds `loc[-1]`."""
-    current: Any = StackConfig
+    current: Any = registry.stack_model()
     for part in loc[:-1]:
         current = _unwrap(current)
         if isinstance(current, type) and issubclass(current, BaseModel):
@@ -160,16 +159,6 @@ def _secret_value_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
         )
 
 
-def model_locations(stack: StackConfig) -> list[tuple[str, tuple]]:
-    """Every model name in the stack with the location that declares it, in file order."""
-    found = [(v.name, ("vllm", i, "name")) for i, v in enumerate(stack.vllm)]
-    for section in ("ollama", "infinity", "speaches"):
-        engine = getattr(stack, section)
-        for i, m in enumerate(engine.models if engine else []):
-            found.append((m.name, (section, "models", i, "name")))
-    return found
-
-
 def _name_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
     seen: dict[str, tuple] = {}
     for name, loc in model_locations(stack):
@@ -179,20 +168,23 @@ def _name_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
             )
         else:
             seen[name] = loc
-        if name in RESERVED_NAMES:
+        if name in registry.reserved_names():
             yield ConfigIssue(key_path(loc), f"{name!r} is the name of a stack service container", "choose another model name")
-    # A vLLM name also names the gateway env holding its key (VLLM_<NAME>_API_KEY): names that differ
-    # only in case or punctuation would share that env, and the gateway could not be given both keys.
+    # An engine's name may also name the gateway env holding its key (VLLM_<NAME>_API_KEY): names that
+    # differ only in case or punctuation would share that env, and the gateway could not be given both keys.
     envs: dict[str, tuple[str, tuple]] = {}
-    for i, entry in enumerate(stack.vllm):
-        env, loc = key_env_name("vllm", entry.name), ("vllm", i, "name")
-        other = envs.setdefault(env, (entry.name, loc))
-        if other[0] != entry.name:
+    for spec, loc, block in registry.blocks(stack):
+        env = block.gateway_key_env()
+        if env is None:
+            continue
+        name, where = (getattr(block, "name"), (*loc, "name")) if spec.many else (spec.key, loc)
+        other = envs.setdefault(env, (name, where))
+        if other[0] != name:  # the same name twice is reported as a duplicate above
             yield ConfigIssue(
-                key_path(loc),
-                f"{entry.name!r} and {other[0]!r} ({key_path(other[1])}) differ only in case or punctuation; "
+                key_path(where),
+                f"{name!r} and {other[0]!r} ({key_path(other[1])}) differ only in case or punctuation; "
                 f"both would use the gateway key env {env}",
-                "give the vLLM entries names that differ in letters or digits",
+                f"give the {spec.key} entries names that differ in letters or digits",
             )
 
 
@@ -201,11 +193,7 @@ def _host_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
         if host.ssh_opts and not host.docker.startswith("ssh://"):
             yield ConfigIssue(key_path(("hosts", name, "sshOpts")), "sshOpts apply to ssh:// hosts only", "remove sshOpts or use an ssh:// URL")
     placements: list[tuple[tuple, Optional[str]]] = [(("gateway", "host"), stack.gateway.host)]
-    placements += [(("vllm", i, "host"), v.host) for i, v in enumerate(stack.vllm)]
-    for section in ("ollama", "infinity", "speaches"):
-        engine = getattr(stack, section)
-        if engine is not None:
-            placements.append(((section, "host"), engine.host))
+    placements += [((*loc, "host"), block.host) for _, loc, block in registry.blocks(stack)]
     names = sorted(stack.hosts)
     for loc, host in placements:
         if host is not None and host not in stack.hosts:
@@ -227,7 +215,10 @@ def _host_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
 def _gateway_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
     names = [n for n, _ in model_locations(stack)]
     if not names:
-        yield ConfigIssue(key_path(("vllm",)), "the stack serves no model", "configure at least one of vllm, ollama, infinity or speaches")
+        keys = registry.section_keys()
+        yield ConfigIssue(
+            key_path((keys[-1],)), "the stack serves no model", f"configure at least one of {', '.join(keys[:-1])} or {keys[-1]}"
+        )
 
     def unknown(name: str, loc: tuple) -> Iterable[ConfigIssue]:
         if name not in names:
@@ -249,42 +240,58 @@ def _gateway_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
             yield ConfigIssue(key_path(("gateway", "rateLimits", model)), "the rate limit sets neither rpm nor tpm", "set rpm, tpm or both")
 
 
-def _vllm_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
-    for i, v in enumerate(stack.vllm):
-        for flag in vllm_facts.removed_flags_in(v.extra_args):
-            fix = "remove it"
-            if flag.startswith("--rope-scaling"):
-                fix = f"use hfOverrides with the model's rope_theta and the long length, e.g. for Qwen3 {QWEN3_YARN_EXAMPLE}"
-            elif flag.startswith("--enable-reasoning"):
-                fix = "remove it: reasoningParser alone turns reasoning on"
-            yield ConfigIssue(key_path(("vllm", i, "extraArgs")), f"{flag} was removed from vLLM and stops it at start", fix)
-        for flag in vllm_facts.managed_flags_in(v.extra_args):
-            yield ConfigIssue(key_path(("vllm", i, "extraArgs")), f"{flag} is set from the typed keys", "use the matching key (e.g. maxModelLen) instead")
-        flags = [a.split("=", 1)[0] for a in v.extra_args if a.startswith("--")]
-        for flag in sorted({f for f in flags if flags.count(f) > 1 and f not in REPEATABLE_VLLM_FLAGS}):
-            yield ConfigIssue(
-                key_path(("vllm", i, "extraArgs")),
-                f"{flag} is given {flags.count(flag)} times (vLLM silently keeps only the last)",
-                f"keep one {flag}",
-            )
-        if v.tool_call_parser is None and "--enable-auto-tool-choice" in v.extra_args:
-            yield ConfigIssue(key_path(("vllm", i, "extraArgs")), "auto tool choice needs a tool-call parser", "set toolCallParser instead")
+def _section_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
+    """Each engine section's own checks of its blocks."""
+    for spec, loc, block in registry.blocks(stack):
+        for check in spec.checks:
+            yield from check(block, loc, stack)
 
 
-# Checks that read model names or hosts across sections; unreliable while such a section is invalid.
-_DEPENDS_ON_SECTIONS = {
-    "_gateway_issues": ("vllm", "ollama", "infinity", "speaches", "gateway"),
-    "_host_issues": ("hosts", "vllm", "ollama", "infinity", "speaches", "gateway"),
-    "_name_issues": ("vllm", "ollama", "infinity", "speaches"),
-    "gpu_issues": ("hosts", "vllm", "ollama", "infinity", "speaches"),
-}
+ENGINES = "<engine sections>"
+"""Stands for every registered engine section in the keys a check reads."""
 
 
-def validate(raw: dict[str, Any]) -> StackConfig:
-    """The validated stack config, or StackConfigError listing every mistake (nothing is deployed either way).
+def read_keys(reads: Iterable[str]) -> set[str]:
+    """Top-level keys, with ENGINES expanded to the registered engine sections."""
+    return {key for read in reads for key in (registry.section_keys() if read == ENGINES else (read,))}
+
+
+@dataclass(frozen=True)
+class Check:
+    """A check across keys of a valid stack, and the top-level keys it reads (skipped while one of them is invalid)."""
+
+    run: Callable[[StackConfig], Iterable[ConfigIssue]]
+    reads: tuple[str, ...]
+
+
+CHECKS = (
+    Check(_secret_value_issues, ("masterKey",)),
+    Check(_name_issues, (ENGINES,)),
+    Check(_host_issues, ("hosts", "gateway", ENGINES)),
+    Check(_gateway_issues, ("gateway", ENGINES)),
+    Check(_section_issues, (ENGINES,)),
+    # Values that would run a command, leak a credential or collide on a Docker engine (config/safety.py).
+    *(Check(run, tuple(ENGINES if read == safety.ENGINES else read for read in reads)) for run, reads in safety.CHECKS),
+)
+# The GPU plan reads where each engine runs and what it takes.
+GPU_PLAN_READS = ("hosts", ENGINES)
+
+
+@dataclass(frozen=True)
+class CheckedStack:
+    """A valid stack config and what validation computed from it."""
+
+    config: StackConfig
+    gpu_plan: GpuPlan
+
+
+def check_stack(raw: dict[str, Any]) -> CheckedStack:
+    """The validated stack config with its GPU plan, or StackConfigError listing every mistake (nothing is deployed either way).
 
     Each top-level key is validated on its own, so one broken section does not hide the mistakes of
-    the others; the checks across sections then run over the sections that passed."""
+    the others; the checks across sections then run over the sections that passed. Pure: it reads
+    the raw config and registers nothing."""
+    model = registry.stack_model()
     issues = _secret_issues(raw)
     failed = {i.path.split(":", 1)[1].split(".")[0].split("[")[0] for i in issues}
     valid: dict[str, Any] = {}
@@ -292,16 +299,24 @@ def validate(raw: dict[str, Any]) -> StackConfig:
         if key in failed:
             continue
         try:
-            StackConfig.model_validate({key: value})
+            model.model_validate({key: value})
             valid[key] = value
         except ValidationError as error:
             issues += [_issue_from_error(e) for e in error.errors()]
             failed.add(key)
-    stack = StackConfig.model_validate(valid)
-    for check in (_secret_value_issues, _name_issues, _host_issues, _gateway_issues, _vllm_issues, gpu_issues, context_issues):
-        if failed & set(_DEPENDS_ON_SECTIONS.get(check.__name__, ())):
-            continue
-        issues += list(check(stack))
-    if issues:
+    stack = model.model_validate(valid).with_file_order(raw)
+    for check in CHECKS:
+        if not failed & read_keys(check.reads):
+            issues += list(check.run(stack))
+    plan = None
+    if not failed & read_keys(GPU_PLAN_READS):
+        plan = gpu_plan.plan(stack)
+        issues += plan.issues
+    if issues or plan is None:
         raise StackConfigError(issues)
-    return stack
+    return CheckedStack(stack, plan)
+
+
+def validate(raw: dict[str, Any]) -> StackConfig:
+    """The validated stack config (see check_stack), for callers that need only the config."""
+    return check_stack(raw).config

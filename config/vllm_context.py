@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Optional
 
 from .errors import ConfigIssue, key_path
-from .schema import StackConfig
 
 # The keys under which a config.json carries its rope: transformers 5 names it rope_parameters.
 ROPE_KEYS = ("rope_parameters", "rope_scaling")
@@ -34,9 +33,9 @@ def _yarn_length(rope: Mapping[str, Any]) -> Optional[int]:
     return int(factor * original) if factor is not None and original is not None else None
 
 
-def entry_issues(index: int, overrides: Mapping[str, Any], max_model_len: Optional[int]) -> Iterable[ConfigIssue]:
-    """The mistakes in one `llmstack:vllm[index]` entry's hfOverrides and maxModelLen."""
-    base = ("vllm", index, "hfOverrides")
+def entry_issues(loc: tuple, overrides: Mapping[str, Any], max_model_len: Optional[int]) -> Iterable[ConfigIssue]:
+    """The mistakes in the hfOverrides and maxModelLen of the vLLM entry at `loc` (("vllm", 0))."""
+    base = (*loc, "hfOverrides")
     positions = overrides.get("max_position_embeddings")
     if "max_position_embeddings" in overrides and (
         isinstance(positions, bool) or not isinstance(positions, int) or positions < 1
@@ -85,20 +84,19 @@ def entry_issues(index: int, overrides: Mapping[str, Any], max_model_len: Option
             )
         if max_model_len is not None and scaled is not None and max_model_len > scaled:
             yield ConfigIssue(
-                key_path(("vllm", index, "maxModelLen")),
+                key_path((*loc, "maxModelLen")),
                 f"{max_model_len} is beyond what the yarn rope in hfOverrides.{key} covers ({scaled} tokens)",
                 f"lower maxModelLen to {scaled} or raise hfOverrides.{key}.factor",
             )
     if positions is not None and max_model_len is not None and max_model_len > positions:
         yield ConfigIssue(
-            key_path(("vllm", index, "maxModelLen")),
+            key_path((*loc, "maxModelLen")),
             f"{max_model_len} is above hfOverrides.max_position_embeddings ({positions}); vLLM refuses to start",
             f"lower maxModelLen to {positions} or raise hfOverrides.max_position_embeddings",
         )
 
 
-def context_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
-    """The hfOverrides/maxModelLen mistakes of every vLLM entry."""
-    for index, entry in enumerate(stack.vllm):
-        if entry.hf_overrides:
-            yield from entry_issues(index, entry.hf_overrides, entry.max_model_len)
+def context_issues(entry: Any, loc: tuple, stack: Any) -> Iterable[ConfigIssue]:
+    """The hfOverrides/maxModelLen mistakes of one `llmstack:vllm` entry (a check of config/sections/vllm.py)."""
+    if entry.hf_overrides:
+        yield from entry_issues(loc, entry.hf_overrides, entry.max_model_len)

@@ -31,3 +31,29 @@ def container(plan: Plan, name: str):
     found = [r for r in plan.of_type("docker:index/container:Container") if r.name == name]
     assert len(found) == 1, f"{len(found)} containers named {name}"
     return found[0]
+
+
+def envs_of(resource) -> dict[str, str]:
+    """A recorded container's envs as a real deployment gets them (secrets revealed)."""
+    from config.plan import reveal
+
+    return dict(entry.split("=", 1) for entry in reveal(resource.inputs.get("envs") or []))
+
+
+def pulls(plan: Plan, component: str):
+    """The model pull commands of an engine component (`ollama`, `speaches`), by resource name."""
+    return sorted((r for r in plan.of_type("command:local:Command") if r.name.startswith(f"{component}-pull-")), key=lambda r: r.name)
+
+
+def gateway_config(plan: Plan) -> dict:
+    """The LiteLLM config file the gateway container gets, parsed."""
+    from config.cli import litellm_config
+
+    return litellm_config(plan)
+def pytest_terminal_summary(terminalreporter) -> None:
+    """How many bad stack files were checked, when tests/test_bad_stacks.py ran."""
+    bad_stacks = sys.modules.get("tests.test_bad_stacks")
+    if bad_stacks is not None and bad_stacks.CHECKED:
+        terminalreporter.write_line(
+            f"bad stacks: {len(bad_stacks.CHECKED)} of {len(bad_stacks.CASES)} files in tests/bad_stacks refused by `config check` with the expected key and fix"
+        )

@@ -21,7 +21,7 @@ from components import container as conventions
 from config.plan import Plan, is_secret, reveal, run_program
 from config.secrets import SecretValue
 from config.source import from_stack_file
-from tests.conftest import STACK_FILES
+from tests.conftest import STACK_FILES, envs_of
 
 CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"
@@ -100,9 +100,6 @@ def one(plan: Plan, name: str):
     return found
 
 
-def envs(resource) -> dict[str, str]:
-    """The container's envs as a real deployment gets them."""
-    return dict(entry.split("=", 1) for entry in reveal(resource.inputs.get("envs") or []))
 
 
 def network_name(plan: Plan) -> str:
@@ -113,7 +110,7 @@ def network_name(plan: Plan) -> str:
 def secret_values(plan: Plan) -> Iterator[str]:
     """Every key, password, token and database URL a container gets."""
     for resource in containers(plan):
-        for name, value in envs(resource).items():
+        for name, value in envs_of(resource).items():
             if SECRET_ENV.search(name) and value:
                 yield value
 
@@ -145,7 +142,10 @@ def test_every_container_is_on_the_stack_network_under_its_own_name(stack):
     network = network_name(plan)
     for resource in containers(plan):
         name = resource.inputs["name"]
-        assert reveal(resource.inputs["networksAdvanced"]) == [{"name": network, "aliases": [name]}], name
+        # The Docker name is scoped by the stack (`dev-ollama`); the alias the gateway uses is not.
+        [attachment] = reveal(resource.inputs["networksAdvanced"])
+        [alias] = attachment["aliases"]
+        assert attachment["name"] == network and name.endswith("-" + alias), name
 
 
 def test_no_container_is_privileged_or_on_the_host_network(stack):
@@ -175,14 +175,14 @@ def test_ollama_has_no_auth_so_it_is_reachable_only_on_the_stack_network(stack):
 def test_redis_requires_its_password(stack):
     _, plan = stack
     redis, gateway = one(plan, "redis"), one(plan, "litellm")
-    password = envs(redis).get("REDIS_PASSWORD")
+    password = envs_of(redis).get("REDIS_PASSWORD")
     assert password, "Redis has no password"
     command = " ".join(redis.inputs["command"])
     assert '--requirepass "$REDIS_PASSWORD"' in command  # from the env, through a shell
     assert password not in command
     test = redis.inputs["healthcheck"]["tests"]
     assert test[0] == "CMD-SHELL" and '-a "$REDIS_PASSWORD"' in test[1]
-    assert envs(gateway)["REDIS_PASSWORD"] == password
+    assert envs_of(gateway)["REDIS_PASSWORD"] == password
     gateway_config = yaml.safe_load(reveal(gateway.inputs["uploads"])[0]["content"])
     assert gateway_config["router_settings"]["redis_password"] == "os.environ/REDIS_PASSWORD"
 
@@ -190,7 +190,7 @@ def test_redis_requires_its_password(stack):
 def test_every_engine_requires_its_key_and_the_gateway_holds_it(stack):
     raw, plan = stack
     gateway = one(plan, "litellm")
-    gateway_envs = envs(gateway)
+    gateway_envs = envs_of(gateway)
     gateway_config = yaml.safe_load(reveal(gateway.inputs["uploads"])[0]["content"])
     key_env_of_base = {
         e["litellm_params"]["api_base"]: e["litellm_params"].get("api_key", "").removeprefix("os.environ/")
@@ -201,10 +201,10 @@ def test_every_engine_requires_its_key_and_the_gateway_holds_it(stack):
         servers = of_component(plan, engine)
         assert len(servers) == expected[engine], engine
         for server in servers:
-            key = envs(server).get(key_env)
+            key = envs_of(server).get(key_env)
             assert key, f"{server.inputs['name']} has no {key_env}"
             assert is_secret(server.inputs["envs"])
-            alias = server.inputs["name"]
+            [alias] = reveal(server.inputs["networksAdvanced"])[0]["aliases"]
             gateway_env = next(env for base, env in key_env_of_base.items() if f"//{alias}:" in base)
             assert gateway_env and gateway_envs[gateway_env] == key, f"the gateway does not hold the key of {alias}"
     # Ollama has no key: no model entry pointing at it carries one.
@@ -216,7 +216,7 @@ def test_every_engine_requires_its_key_and_the_gateway_holds_it(stack):
 def test_every_secret_bearing_env_list_is_secret(stack):
     _, plan = stack
     for resource in containers(plan):
-        secret_names = [n for n, v in envs(resource).items() if SECRET_ENV.search(n) and v]
+        secret_names = [n for n, v in envs_of(resource).items() if SECRET_ENV.search(n) and v]
         if secret_names:
             assert is_secret(resource.inputs["envs"]), f"{resource.inputs['name']} holds {secret_names} in a non-secret env list"
 

@@ -13,7 +13,9 @@ from config import gpu_plan
 from config.cli import main
 from config.errors import StackConfigError
 from config.plan import run_program
-from config.validation import validate
+from config.deployment import DeployContext, EngineDeployment
+from config.sites import Site
+from config.validation import check_stack, validate
 
 CONTAINER = "docker:index/container:Container"
 
@@ -57,8 +59,8 @@ def test_feasible_plan_rows_in_start_order():
     assert plan.issues == [] and plan.checked == {"gpu-01": True}
     # reserved = share + 1 GiB margin; free runs down the card in start order (engines, then vLLM).
     assert rows(plan) == [
-        ("gpu-01", "0", "ollama", 9.0, 71.0),
-        ("gpu-01", "0", "infinity", 5.0, 66.0),
+        ("gpu-01", "0", "infinity", 5.0, 75.0),
+        ("gpu-01", "0", "ollama", 9.0, 66.0),
         ("gpu-01", "0", "speaches", 4.0, 62.0),
         ("gpu-01", "0", "vllm/qwen3", 57.0, 5.0),
     ]
@@ -73,7 +75,7 @@ def test_infeasible_plan_names_host_gpu_each_share_and_the_largest_fit():
     assert "plus 1 GiB CUDA context for each of the 4 service(s)" in text
     # (80 - 15 - 3 margins - 1 for vLLM's own context) / 80 = 0.7625 -> 0.76
     assert "Fix: set llmstack:vllm[0].gpuMemoryUtilization to 0.76 or less (the largest that fits), or to auto" in text
-    assert "lower the vramGiB of ollama, infinity, speaches" in text
+    assert "lower the vramGiB of infinity, ollama, speaches" in text
 
 
 def test_largest_fit_is_itself_accepted():
@@ -95,7 +97,7 @@ def test_engines_alone_over_a_card_point_at_the_inventory():
     raw = {"hosts": inventory(("0", 8)), "ollama": {**OLLAMA, "gpus": ["0"], "vramGiB": 6}, "infinity": {**INFINITY, "gpus": ["0"], "vramGiB": 1.5}}
     [text] = issues_of(raw)
     assert text.startswith("llmstack:hosts.gpu-01.gpus[0]: GPU '0' of host 'gpu-01' is over-committed: 9.5 GiB reserved of 8 GiB")
-    assert "Fix: lower the vramGiB of ollama, infinity; or move a service to another GPU" in text
+    assert "Fix: lower the vramGiB of infinity, ollama; or move a service to another GPU" in text
 
 
 def test_auto_takes_what_the_others_leave_rounded_down():
@@ -269,45 +271,7 @@ def test_check_notes_an_unchecked_host(tmp_path):
 
 # A program beside the real one: an engine that shares vLLM's GPUs is deployed first, then the real
 # vLLM section with `start_after` from the plan, so the ordering holds whatever engines program.py deploys.
-START_ORDER_PROGRAM = textwrap.dedent(
-    """
-    import pulumi
-    import pulumi_docker as docker
-
-    from config import gpu_plan
-    from config.sections import EngineDeployment
-    from config.sections import vllm as vllm_section
-    from config.sites import build_sites
-    from config.source import running_program_config
-    from config.schema import resolve_host
-    from config.validation import validate
-
-
-    class Engine(pulumi.ComponentResource):
-        def __init__(self, name, site):
-            super().__init__("test:index:Engine", name, {}, site.options())
-            self.container = docker.Container(name, image="engine", name=name, opts=pulumi.ResourceOptions(parent=self))
-            self.register_outputs({})
-
-
-    stack = validate(running_program_config())
-    sites = build_sites(stack)
-    engines = []
-    for section in ("ollama", "infinity", "speaches"):
-        config = getattr(stack, section)
-        if config is not None:
-            site = sites[resolve_host(stack, config.host)]
-            component = Engine(section, site)
-            engines.append(EngineDeployment(component, pulumi.Output.from_input([]), pulumi.Output.from_input({}), list(config.gpus or []), site.name))
-    plan = gpu_plan.plan(stack)
-    vllm_section.deploy(stack, sites, plan.utilizations, gpu_plan.start_after(stack, engines))
-    """
-)
-
-
-def test_vllm_container_starts_after_the_engines_sharing_its_gpus(tmp_path):
-    program = tmp_path / "__main__.py"
-    program.write_text(START_ORDER_PROGRAM)
+def test_vllm_container_starts_after_the_engines_sharing_its_gpus():
     raw = {
         "hosts": inventory(("0", 80), ("1", 80)),
         "vllm": [vllm(gpus=["0"], gpuMemoryUtilization="auto"), vllm("small", gpus=["1"], gpuMemoryUtilization=0.5)],
@@ -315,7 +279,7 @@ def test_vllm_container_starts_after_the_engines_sharing_its_gpus(tmp_path):
         "infinity": {**INFINITY, "gpus": ["1"], "vramGiB": 4},  # shares 1 only
         "speaches": {**SPEACHES},  # CPU: no ordering
     }
-    plan = run_program(raw, program=program)
+    plan = run_program(raw)
     urn = {r.name: r.urn for r in plan.of_type(CONTAINER)}
     containers = {r.name: r for r in plan.of_type(CONTAINER)}
     assert set(containers["qwen3"].depends_on) >= {urn["ollama"]}
@@ -327,20 +291,21 @@ def test_vllm_container_starts_after_the_engines_sharing_its_gpus(tmp_path):
 
 
 def test_start_after_without_inventory_treats_all_as_overlapping():
-    stack = validate({"vllm": [vllm(gpus=["0"]), vllm("cpu-side", gpus=["1"])], "ollama": {**OLLAMA, "gpus": "all"}, "infinity": {**INFINITY, "gpus": ["1"]}})
+    checked = check_stack({"vllm": [vllm(gpus=["0"]), vllm("cpu-side", gpus=["1"])], "ollama": {**OLLAMA, "gpus": "all"}, "infinity": {**INFINITY, "gpus": ["1"]}})
 
-    class Component:
-        def __init__(self, name: str) -> None:
-            self.container = name
+    class Server:  # only the container matters to the start order
+        def __init__(self, container: str) -> None:
+            self.container = container
 
-    from config.sections import EngineDeployment
-
-    engines = [
-        EngineDeployment(Component("ollama-c"), None, None, ["all"], "local"),  # type: ignore[arg-type]
-        EngineDeployment(Component("infinity-c"), None, None, ["1"], "local"),  # type: ignore[arg-type]
-        EngineDeployment(Component("speaches-c"), None, None, [], "local"),  # type: ignore[arg-type]
+    context = DeployContext(checked.config, {"local": Site("local", None, None, "localhost")}, checked.gpu_plan)  # type: ignore[arg-type]
+    context.deployed += [
+        EngineDeployment(Server("ollama-c"), "local", ("all",)),  # type: ignore[arg-type]
+        EngineDeployment(Server("infinity-c"), "local", ("1",)),  # type: ignore[arg-type]
+        EngineDeployment(Server("speaches-c"), "local", ()),  # type: ignore[arg-type]
     ]
-    assert gpu_plan.start_after(stack, engines) == {"qwen3": ["ollama-c"], "cpu-side": ["ollama-c", "infinity-c"]}
+    qwen3, cpu_side = checked.config.vllm
+    assert context.start_after(qwen3) == ["ollama-c"]
+    assert context.start_after(cpu_side) == ["ollama-c", "infinity-c"]
 
 
 def test_the_real_program_orders_vllm_after_its_gpu_neighbours():

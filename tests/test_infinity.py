@@ -4,7 +4,7 @@ import pytest
 
 from components import infinity
 from config.plan import Plan, is_secret, reveal, run_program
-from tests.conftest import container
+from tests.conftest import container, gateway_config
 
 NOMIC = {"name": "nomic", "model": "nomic-ai/nomic-embed-text-v1.5", "mode": "embedding"}
 RERANKER = {"name": "bge-reranker", "model": "BAAI/bge-reranker-v2-m3", "mode": "rerank"}
@@ -25,7 +25,7 @@ def cpu_plan() -> Plan:
 
 
 def test_gpu_variant_image_and_device_request(plan):
-    assert plan.named("infinity-image").inputs == {"name": "michaelf34/infinity:0.0.77", "keepLocally": True}
+    assert plan.named("infinity-image").inputs == {"name": infinity.GPU_IMAGE, "keepLocally": True}
     assert container(plan, "infinity").inputs["deviceRequests"] == [
         {"driver": "nvidia", "capabilities": ["gpu"], "deviceIds": ["0"]}
     ]
@@ -38,7 +38,7 @@ def test_all_gpus_is_count_minus_one():
 
 
 def test_cpu_variant_without_gpus(cpu_plan):
-    assert cpu_plan.named("infinity-image").inputs["name"] == "michaelf34/infinity:0.0.77-cpu"
+    assert cpu_plan.named("infinity-image").inputs["name"] == infinity.CPU_IMAGE
     assert "deviceRequests" not in container(cpu_plan, "infinity").inputs
 
 
@@ -84,8 +84,8 @@ def test_hf_token_is_passed_as_secret_when_set():
 def test_cache_volume_is_retained_and_mounted(plan):
     volume = plan.named("infinity-cache")
     assert volume.retain_on_delete
-    assert volume.inputs["name"] == "infinity-cache"
-    assert container(plan, "infinity").inputs["volumes"] == [{"volumeName": "infinity-cache", "containerPath": "/app/.cache"}]
+    assert volume.inputs["name"] == "dev-infinity-cache"
+    assert container(plan, "infinity").inputs["volumes"] == [{"volumeName": "dev-infinity-cache", "containerPath": "/app/.cache"}]
 
 
 def test_healthcheck_waits_for_the_models(plan):
@@ -103,7 +103,7 @@ def test_no_pulls_the_server_downloads_at_start(plan):
 
 
 def test_model_entries_and_the_gateway_key(plan):
-    assert _litellm_config(plan)["model_list"] == [
+    assert gateway_config(plan)["model_list"] == [
         {
             "model_name": "bge-reranker",
             "litellm_params": {
@@ -129,16 +129,11 @@ def test_model_entries_and_the_gateway_key(plan):
 
 
 def test_key_env_names_per_container():
-    assert infinity.api_key_env("infinity") == "INFINITY_API_KEY"
-    assert infinity.api_key_env("infinity-b") == "INFINITY_INFINITY_B_API_KEY"
+    assert infinity.gateway_key_env("infinity") == "INFINITY_API_KEY"
+    assert infinity.gateway_key_env("infinity-b") == "INFINITY_INFINITY_B_API_KEY"
 
 
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="mode"):
         infinity.model_entries([{"name": "x", "model": "m", "mode": "chat"}], "http://infinity:7997", "K")  # type: ignore[typeddict-item]
 
-
-def _litellm_config(plan: Plan) -> dict:
-    from config.cli import litellm_config
-
-    return litellm_config(plan)

@@ -3,10 +3,10 @@
 import pytest
 import yaml
 
-from components import litellm, redis
+from components import litellm, postgres, redis
 from components.litellm_config import render_litellm_config
 from config.plan import Plan, is_secret, reveal, run_program
-from tests.conftest import container
+from tests.conftest import container, envs_of
 
 VLLM = [{"name": "qwen3", "model": "Qwen/Qwen3-30B-A3B-FP8", "gpus": ["0"]}, {"name": "small", "model": "Qwen/Qwen3-0.6B", "gpus": ["1"]}]
 GATEWAY = {
@@ -35,19 +35,19 @@ def config_of(plan: Plan) -> dict:
     return yaml.safe_load(uploads[0]["content"])
 
 
-def envs_of(plan: Plan, name: str) -> dict[str, str]:
+def secret_envs_of(plan: Plan, name: str) -> dict[str, str]:
     envs = container(plan, name).inputs["envs"]
     assert is_secret(envs), f"{name} envs must be a secret"
-    return dict(e.split("=", 1) for e in reveal(envs))
+    return envs_of(container(plan, name))
 
 
 def test_postgres(plan):
     db = container(plan, "gateway-postgres")
-    assert plan.named("gateway-postgres-image").inputs["name"] == "postgres:17"
+    assert plan.named("gateway-postgres-image").inputs["name"] == postgres.IMAGE
     assert db.inputs["healthcheck"]["tests"] == ["CMD", "pg_isready", "-U", "litellm", "-d", "litellm", "-h", "127.0.0.1"]
-    assert db.inputs["volumes"] == [{"volumeName": "litellm-postgres-data", "containerPath": "/var/lib/postgresql/data"}]
+    assert db.inputs["volumes"] == [{"volumeName": "dev-litellm-postgres-data", "containerPath": "/var/lib/postgresql/data"}]
     assert plan.named("gateway-postgres-data").retain_on_delete
-    envs = envs_of(plan, "gateway-postgres")
+    envs = secret_envs_of(plan, "gateway-postgres")
     assert envs["POSTGRES_USER"] == "litellm" and envs["POSTGRES_DB"] == "litellm" and len(envs["POSTGRES_PASSWORD"]) >= 32
     assert "ports" not in db.inputs and db.inputs["restart"] == "unless-stopped" and db.inputs["wait"] is True
 
@@ -58,10 +58,10 @@ def test_redis_requires_password_and_persists(plan):
     assert cache.inputs["command"] == ["sh", "-c", 'exec redis-server --requirepass "$REDIS_PASSWORD" --appendonly yes --dir /data']
     assert cache.inputs["healthcheck"]["tests"][0] == "CMD-SHELL"
     assert 'redis-cli -a "$REDIS_PASSWORD"' in cache.inputs["healthcheck"]["tests"][1]
-    assert cache.inputs["volumes"] == [{"volumeName": "litellm-redis-data", "containerPath": "/data"}]
+    assert cache.inputs["volumes"] == [{"volumeName": "dev-litellm-redis-data", "containerPath": "/data"}]
     assert plan.named("gateway-redis-data").retain_on_delete
     assert "ports" not in cache.inputs
-    assert len(envs_of(plan, "gateway-redis")["REDIS_PASSWORD"]) >= 32
+    assert len(secret_envs_of(plan, "gateway-redis")["REDIS_PASSWORD"]) >= 32
 
 
 def test_gateway_starts_after_healthy_postgres_and_redis(plan):
@@ -79,7 +79,7 @@ def test_gateway_publishes_only_its_port(plan):
 
 def test_gateway_container_spec(plan):
     gw = container(plan, "gateway").inputs
-    assert gw["name"] == "litellm"
+    assert gw["name"] == "dev-litellm"
     assert gw["command"] == ["--config", "/app/config.yaml", "--port", "4000", "--num_workers", "4"]
     assert gw["healthcheck"]["tests"][:2] == ["CMD", "python3"] and "/health/liveliness" in gw["healthcheck"]["tests"][3]
     assert "curl" not in str(gw["healthcheck"]) and "wget" not in str(gw["healthcheck"])
@@ -119,21 +119,21 @@ def test_config_file_holds_no_secret(plan):
     upload = container(plan, "gateway").inputs["uploads"]
     assert not is_secret(upload), "the config file must stay reviewable in previews"
     text = reveal(upload)[0]["content"]
-    for name, value in envs_of(plan, "gateway").items():
+    for name, value in secret_envs_of(plan, "gateway").items():
         if name != "LITELLM_LOCAL_MODEL_COST_MAP":
             assert value not in text, f"{name} leaked into the config file"
 
 
 def test_gateway_envs(plan):
-    envs = envs_of(plan, "gateway")
+    envs = secret_envs_of(plan, "gateway")
     assert set(envs) == {
         "DATABASE_URL", "LITELLM_LOCAL_MODEL_COST_MAP", "LITELLM_MASTER_KEY", "LITELLM_SALT_KEY",
         "REDIS_PASSWORD", "VLLM_QWEN3_API_KEY", "VLLM_SMALL_API_KEY",
     }
     assert envs["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
-    pg = envs_of(plan, "gateway-postgres")["POSTGRES_PASSWORD"]
+    pg = secret_envs_of(plan, "gateway-postgres")["POSTGRES_PASSWORD"]
     assert envs["DATABASE_URL"] == f"postgresql://litellm:{pg}@litellm-postgres:5432/litellm"
-    assert envs["REDIS_PASSWORD"] == envs_of(plan, "gateway-redis")["REDIS_PASSWORD"]
+    assert envs["REDIS_PASSWORD"] == secret_envs_of(plan, "gateway-redis")["REDIS_PASSWORD"]
     key = envs["LITELLM_MASTER_KEY"]
     assert key.startswith("sk-") and len(key) >= 3 + 32 and key != "sk-1234"
     assert len(envs["LITELLM_SALT_KEY"]) >= 32
@@ -149,7 +149,7 @@ def test_master_key_from_stack_secret():
 
     given = "sk-" + "a1" * 20
     plan = run_program({"vllm": VLLM, "masterKey": SecretValue()}, secrets={"masterKey": given})
-    assert envs_of(plan, "gateway")["LITELLM_MASTER_KEY"] == given
+    assert secret_envs_of(plan, "gateway")["LITELLM_MASTER_KEY"] == given
     assert not any(r.name == "gateway-master-key" for r in plan.resources)
     assert is_secret(plan.outputs["masterKey"]) and reveal(plan.outputs["masterKey"]) == given
 

@@ -159,43 +159,44 @@ def test_arguments_are_quoted_not_interpreted(fakes, tmp_path):
     tag = f"x'; touch {marker}; echo \"$HOME\" `id`"
     for host in (UNIX, SSH):
         assert run_script(model_pull.pull_script(ollama_args(tag, host), "c0ffee"), fakes).returncode == 0
-        assert run_script(model_pull.remove_script(ollama_args(tag, host)), fakes).returncode == 0
+        assert run_script(model_pull.remove_script(ollama_args(tag, host), "c0ffee"), fakes).returncode == 0
     assert not marker.exists()
     assert lines(fakes["args"]).count(f"[{tag}]") == 4
 
 
 @pytest.mark.parametrize("host", [UNIX, SSH])
 def test_remove_from_a_running_server(fakes, host):
-    result = run_script(model_pull.remove_script(ollama_args("qwen2.5:0.5b", host)), fakes)
+    result = run_script(model_pull.remove_script(ollama_args("qwen2.5:0.5b", host), "c0ffee"), fakes)
     assert result.returncode == 0, result.stderr
     assert "deleted 'qwen2.5:0.5b'" in result.stdout
     assert lines(fakes["args"]) == ["[rm]", "[qwen2.5:0.5b]"]
-    # The model is removed from whichever container holds the name now.
-    assert lines(fakes["targets"]) == ["ollama"]
+    # The model is removed from the container the resource pulled it into, by id: never by a name another stack could own.
+    assert lines(fakes["targets"]) == ["c0ffee"]
+    assert "container inspect --format {{.State.Running}} c0ffee" in fakes["log"].read_text()
 
 
 def test_remove_of_a_model_the_server_no_longer_has_succeeds(fakes):
-    result = run_script(model_pull.remove_script(ollama_args("missing:1b")), fakes)
+    result = run_script(model_pull.remove_script(ollama_args("missing:1b"), "c0ffee"), fakes)
     assert result.returncode == 0, result.stderr
     assert "was not on the server" in result.stdout
 
 
 @pytest.mark.parametrize("state", ["gone", "false"])
 def test_remove_does_not_fail_when_the_container_is_gone_or_stopped(fakes, state):
-    result = run_script(model_pull.remove_script(ollama_args("qwen2.5:0.5b")), fakes, state=state)
+    result = run_script(model_pull.remove_script(ollama_args("qwen2.5:0.5b"), "c0ffee"), fakes, state=state)
     assert result.returncode == 0, result.stderr
     assert ("is gone" if state == "gone" else "is not running") in result.stdout
     assert not lines(fakes["targets"]), "nothing may be exec'd in a container that is gone or stopped"
 
 
 def test_remove_fails_loudly_when_the_running_server_refuses(fakes):
-    result = run_script(model_pull.remove_script(ollama_args("broken:1b")), fakes)
+    result = run_script(model_pull.remove_script(ollama_args("broken:1b"), "c0ffee"), fakes)
     assert result.returncode != 0
     assert "could not connect to ollama app" in result.stderr
 
 
 def test_remove_fails_loudly_when_the_docker_host_is_unreachable(fakes):
-    result = run_script(model_pull.remove_script(ollama_args("qwen2.5:0.5b")), fakes, state="unreachable")
+    result = run_script(model_pull.remove_script(ollama_args("qwen2.5:0.5b"), "c0ffee"), fakes, state="unreachable")
     assert result.returncode != 0
     assert "Cannot connect to the Docker daemon" in result.stderr
 
@@ -228,11 +229,13 @@ def test_pull_command_resource(deleted_with):
     ollama_container = container(plan, "ollama")
     assert pull.type == "command:local:Command"
     assert pull.inputs["interpreter"] == ["/bin/sh", "-c"]
-    assert pull.inputs["triggers"] == [SSH, "ollama", "qwen2.5:0.5b"]
+    assert pull.inputs["triggers"] == [SSH, "dev-ollama", "qwen2.5:0.5b"]
     assert pull.inputs["create"] == model_pull.pull_script(
-        {**ollama_args("qwen2.5:0.5b", SSH), "container_id": "ollama-id"}, "ollama-id"
+        {**ollama_args("qwen2.5:0.5b", SSH), "container_name": "dev-ollama", "container_id": "ollama-id"}, "ollama-id"
     )
-    assert pull.inputs["delete"] == model_pull.remove_script(ollama_args("qwen2.5:0.5b", SSH))
+    assert pull.inputs["delete"] == model_pull.remove_script(
+        {**ollama_args("qwen2.5:0.5b", SSH), "container_name": "dev-ollama", "container_id": "ollama-id"}, "ollama-id"
+    )
     assert ollama_container.urn in pull.depends_on
     assert deleted_with[pull.name] == plan.named("ollama-models").urn
     assert pull.custom_timeouts == {"create": "60m", "update": "60m", "delete": "10m"}

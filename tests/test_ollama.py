@@ -6,7 +6,7 @@ from components import model_pull, ollama
 from config.errors import StackConfigError
 from config.plan import Plan, is_secret, reveal, run_program
 from config.validation import validate
-from tests.conftest import container
+from tests.conftest import container, gateway_config, pulls
 
 VL = {"name": "qwen2.5-vl", "model": "qwen2.5vl:7b-q4_K_M", "maxTokens": 16384}
 SMALL = {"name": "small", "model": "qwen2.5:0.5b"}
@@ -22,12 +22,10 @@ def plan() -> Plan:
     return plan_with()
 
 
-def pulls(plan: Plan):
-    return sorted((r for r in plan.of_type("command:local:Command") if r.name.startswith("ollama-pull-")), key=lambda r: r.name)
 
 
 def test_image_pinned_kept_locally_and_used_by_id(plan):
-    assert plan.named("ollama-image").inputs == {"name": "ollama/ollama:0.35.1", "keepLocally": True}
+    assert plan.named("ollama-image").inputs == {"name": ollama.IMAGE, "keepLocally": True}
     assert container(plan, "ollama").inputs["image"].startswith("sha256:")
 
 
@@ -58,7 +56,7 @@ def test_envs_are_the_settings_sorted_and_plain(plan):
 
 def test_only_ollama_settings_are_accepted():
     with pytest.raises(ValueError, match="not Ollama settings"):
-        ollama.ollama_envs({"OLLAMA_KEEP_ALIVE": "1h", "HTTP_PROXY": "x"})
+        ollama.ollama_settings({"OLLAMA_KEEP_ALIVE": "1h", "HTTP_PROXY": "x"})
     with pytest.raises(StackConfigError, match="not Ollama settings"):
         validate({"ollama": {"env": {"KEEP_ALIVE": "1h"}, "models": [SMALL]}})
 
@@ -66,8 +64,8 @@ def test_only_ollama_settings_are_accepted():
 def test_model_store_is_retained_and_mounted(plan):
     volume = plan.named("ollama-models")
     assert volume.retain_on_delete
-    assert volume.inputs["name"] == "ollama-models"
-    assert container(plan, "ollama").inputs["volumes"] == [{"volumeName": "ollama-models", "containerPath": "/root/.ollama"}]
+    assert volume.inputs["name"] == "dev-ollama-models"
+    assert container(plan, "ollama").inputs["volumes"] == [{"volumeName": "dev-ollama-models", "containerPath": "/root/.ollama"}]
 
 
 def test_healthcheck_is_ollama_list_without_a_shell(plan):
@@ -84,19 +82,21 @@ def test_healthcheck_is_ollama_list_without_a_shell(plan):
 def test_serves_on_the_network_only(plan):
     c = container(plan, "ollama").inputs
     assert c["command"] == ["serve"]
-    assert c["name"] == "ollama"
-    assert c["networksAdvanced"] == [{"name": "llm", "aliases": ["ollama"]}]
+    assert c["name"] == "dev-ollama"
+    assert c["networksAdvanced"] == [{"name": "dev-llm", "aliases": ["ollama"]}]
     assert "ports" not in c
 
 
 def test_one_pull_per_model_after_the_container(plan):
     ollama_container = container(plan, "ollama")
-    found = pulls(plan)
+    found = pulls(plan, "ollama")
     assert [p.name for p in found] == ["ollama-pull-qwen2.5-0.5b", "ollama-pull-qwen2.5vl-7b-q4_K_M"]
     for pull, tag in zip(found, ["qwen2.5:0.5b", "qwen2.5vl:7b-q4_K_M"]):
-        assert pull.inputs["triggers"] == ["unix:///var/run/docker.sock", "ollama", tag]
+        assert pull.inputs["triggers"] == ["unix:///var/run/docker.sock", "dev-ollama", tag]
         assert f"docker -H unix:///var/run/docker.sock exec ollama-id ollama pull {tag}" in pull.inputs["create"]
-        assert "exec ollama sh -c" in pull.inputs["delete"] and f"sh {tag}" in pull.inputs["delete"]
+        # Removal addresses the container by id too: another stack on the engine may own a container named alike.
+        assert "exec ollama-id sh -c" in pull.inputs["delete"] and f"sh {tag}" in pull.inputs["delete"]
+        assert "dev-ollama " not in pull.inputs["delete"].replace("dev-ollama is", "")
         assert "container inspect" in pull.inputs["delete"]
         assert ollama_container.urn in pull.depends_on
 
@@ -121,12 +121,12 @@ def test_pulls_run_over_ssh_with_the_stack_ssh_opts():
 
 def test_a_tag_used_twice_is_pulled_once():
     plan = run_program({"ollama": {"models": [SMALL, {"name": "small-long", "model": "qwen2.5:0.5b", "maxTokens": 8192}]}})
-    assert [p.name for p in pulls(plan)] == ["ollama-pull-qwen2.5-0.5b"]
-    assert [e["model_name"] for e in _litellm_config(plan)["model_list"]] == ["small", "small-long"]
+    assert [p.name for p in pulls(plan, "ollama")] == ["ollama-pull-qwen2.5-0.5b"]
+    assert [e["model_name"] for e in gateway_config(plan)["model_list"]] == ["small", "small-long"]
 
 
 def test_model_entries_reach_ollama_without_a_key(plan):
-    assert _litellm_config(plan)["model_list"] == [
+    assert gateway_config(plan)["model_list"] == [
         {
             "model_name": "qwen2.5-vl",
             "litellm_params": {"model": "ollama_chat/qwen2.5vl:7b-q4_K_M", "api_base": "http://ollama:11434"},
@@ -152,17 +152,12 @@ def test_pull_scripts_are_the_shared_mechanism(plan):
     args: model_pull.ModelPullArgs = {
         "docker_host": "unix:///var/run/docker.sock",
         "ssh_opts": [],
-        "container_name": "ollama",
+        "container_name": "dev-ollama",
         "container_id": "ollama-id",
         "model": "qwen2.5:0.5b",
         "pull": ollama.pull_argv("qwen2.5:0.5b"),
         "remove": ollama.remove_argv("qwen2.5:0.5b"),
     }
     assert pull.inputs["create"] == model_pull.pull_script(args, "ollama-id")
-    assert pull.inputs["delete"] == model_pull.remove_script(args)
+    assert pull.inputs["delete"] == model_pull.remove_script(args, "ollama-id")
 
-
-def _litellm_config(plan: Plan) -> dict:
-    from config.cli import litellm_config
-
-    return litellm_config(plan)

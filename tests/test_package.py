@@ -16,9 +16,10 @@ import pytest
 import yaml
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
-from components.__main__ import COMPONENTS, PACKAGE_NAME, PROVIDER_NAME
+from components.__main__ import PACKAGE_NAME, PROVIDER_NAME, load_package, served_components
 
 ROOT = Path(__file__).resolve().parent.parent
+COMPONENTS = served_components(load_package())
 PLUGIN_DIR = ROOT / "components"
 TYPES = f"#/types/{PROVIDER_NAME}:index:"
 ENGINES = ("VllmServer", "OllamaServer", "InfinityServer", "SpeachesServer")
@@ -84,7 +85,7 @@ def test_plugin_manifest_runs_the_entry_point_with_python():
 def test_provider_serves_every_component_under_its_type_token(schema):
     assert schema["name"] == PROVIDER_NAME
     assert set(schema["resources"]) == {f"{PROVIDER_NAME}:index:{name}" for name in COMPONENTS.values()}
-    assert set(COMPONENTS.values()) == {*ENGINES, "LiteLLMProxy"}
+    assert set(COMPONENTS.values()) == {*ENGINES, "LiteLLMProxy", "Prometheus", "Grafana", "GpuExporter"}
     assert all(r["isComponent"] for r in schema["resources"].values())
 
 

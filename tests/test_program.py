@@ -101,7 +101,7 @@ def test_hosts_become_providers_and_networks():
     assert provider.inputs["host"] == "ssh://deploy@gpu-01"
     assert json.loads(provider.inputs["sshOpts"]) == ["-o", "StrictHostKeyChecking=accept-new"] if isinstance(provider.inputs["sshOpts"], str) else provider.inputs["sshOpts"] == ["-o", "StrictHostKeyChecking=accept-new"]
     network = plan.named("network-gpu-01")
-    assert network.inputs["name"] == "llm" and network.inputs["ipamConfigs"] == [{"subnet": "192.168.0.0/24"}]
+    assert network.inputs["name"] == "dev-llm" and network.inputs["ipamConfigs"] == [{"subnet": "192.168.0.0/24"}]
     assert network.provider == "host-gpu-01"
     for resource in plan.of_type("docker:index/container:Container"):
         assert resource.provider == "host-gpu-01", resource.name

@@ -3,6 +3,7 @@
 import pytest
 import yaml
 
+from components import infinity, speaches
 from config.plan import Plan, reveal
 from tests.conftest import ROOT, container, plan_of_file
 
@@ -76,8 +77,8 @@ def test_prod_places_every_engine_on_gpu_0(prod):
         assert container(prod, name).inputs["deviceRequests"] == [
             {"driver": "nvidia", "capabilities": ["gpu"], "deviceIds": ["0"]}
         ], name
-    assert prod.named("infinity-image").inputs["name"] == "michaelf34/infinity:0.0.77"
-    assert prod.named("speaches-image").inputs["name"] == "ghcr.io/speaches-ai/speaches:0.8.3-cuda"
+    assert prod.named("infinity-image").inputs["name"] == infinity.GPU_IMAGE
+    assert prod.named("speaches-image").inputs["name"] == speaches.CUDA_IMAGE
 
 
 def test_prod_vllm_starts_after_the_engines_on_its_gpu(prod):

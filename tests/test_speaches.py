@@ -8,7 +8,7 @@ import pytest
 
 from components import model_pull, speaches
 from config.plan import Plan, is_secret, reveal, run_program
-from tests.conftest import container
+from tests.conftest import container, envs_of, gateway_config, pulls
 from tests.standins.server import base_url, start_in_thread
 from tests.standins.speaches import HubCache, SpeachesApp, SpeachesSettings
 
@@ -30,15 +30,13 @@ def cpu_plan() -> Plan:
     return run_program({"speaches": {"models": [WHISPER]}})
 
 
-def envs_of(plan: Plan) -> dict[str, str]:
-    return dict(e.split("=", 1) for e in reveal(container(plan, "speaches").inputs["envs"]))
 
 
 def test_cuda_variant_with_gpus(plan):
-    assert plan.named("speaches-image").inputs == {"name": "ghcr.io/speaches-ai/speaches:0.8.3-cuda", "keepLocally": True}
+    assert plan.named("speaches-image").inputs == {"name": speaches.CUDA_IMAGE, "keepLocally": True}
     c = container(plan, "speaches").inputs
     assert c["deviceRequests"] == [{"driver": "nvidia", "capabilities": ["gpu"], "count": -1}]
-    assert envs_of(plan)["WHISPER__INFERENCE_DEVICE"] == "cuda"
+    assert envs_of(container(plan, "speaches"))["WHISPER__INFERENCE_DEVICE"] == "cuda"
 
 
 def test_device_ids_request_exactly_those_gpus():
@@ -48,9 +46,9 @@ def test_device_ids_request_exactly_those_gpus():
 
 
 def test_cpu_variant_without_gpus(cpu_plan):
-    assert cpu_plan.named("speaches-image").inputs["name"] == "ghcr.io/speaches-ai/speaches:0.8.3-cpu"
+    assert cpu_plan.named("speaches-image").inputs["name"] == speaches.CPU_IMAGE
     assert "deviceRequests" not in container(cpu_plan, "speaches").inputs
-    assert envs_of(cpu_plan)["WHISPER__INFERENCE_DEVICE"] == "cpu"
+    assert envs_of(container(cpu_plan, "speaches"))["WHISPER__INFERENCE_DEVICE"] == "cpu"
 
 
 def test_image_override():
@@ -64,25 +62,25 @@ def test_envs_sorted_with_a_secret_generated_key(plan):
     assert is_secret(envs)
     names = [e.split("=", 1)[0] for e in reveal(envs)]
     assert names == sorted(names) == ["API_KEY", "ENABLE_UI", "WHISPER__INFERENCE_DEVICE"]
-    assert envs_of(plan)["ENABLE_UI"] == "false"
-    assert len(envs_of(plan)["API_KEY"]) == 40
+    assert envs_of(container(plan, "speaches"))["ENABLE_UI"] == "false"
+    assert len(envs_of(container(plan, "speaches"))["API_KEY"]) == 40
     assert plan.named("speaches-api-key").type == "random:index/randomPassword:RandomPassword"
 
 
 def test_runs_the_images_own_command(plan):
     c = container(plan, "speaches").inputs
     assert c.get("command", []) == []
-    assert c["networksAdvanced"] == [{"name": "llm", "aliases": ["speaches"]}]
+    assert c["networksAdvanced"] == [{"name": "dev-llm", "aliases": ["speaches"]}]
     assert "ports" not in c
 
 
 def test_hub_cache_is_retained_where_the_image_user_owns_it(plan):
     volume = plan.named("speaches-hf-hub")
     assert volume.retain_on_delete
-    assert volume.inputs["name"] == "speaches-hf-hub"
+    assert volume.inputs["name"] == "dev-speaches-hf-hub"
     # The Dockerfile creates this directory as uid 1000, so a fresh named volume mounted here is writable by it.
     assert container(plan, "speaches").inputs["volumes"] == [
-        {"volumeName": "speaches-hf-hub", "containerPath": "/home/ubuntu/.cache/huggingface/hub"}
+        {"volumeName": "dev-speaches-hf-hub", "containerPath": "/home/ubuntu/.cache/huggingface/hub"}
     ]
 
 
@@ -99,20 +97,18 @@ def test_healthcheck_reads_the_key_from_the_container_env(plan):
 
 
 def test_the_key_appears_only_in_the_secret_envs(plan):
-    key = envs_of(plan)["API_KEY"]
+    key = envs_of(container(plan, "speaches"))["API_KEY"]
     others = {k: v for k, v in reveal(container(plan, "speaches").inputs).items() if k != "envs"}
     assert key not in json.dumps(others)
-    for pull in pulls(plan):
+    for pull in pulls(plan, "speaches"):
         assert key not in json.dumps(reveal(pull.inputs))
 
 
-def pulls(plan: Plan):
-    return sorted((r for r in plan.of_type("command:local:Command") if r.name.startswith("speaches-pull-")), key=lambda r: r.name)
 
 
 def test_one_download_per_model_after_the_container(plan):
     speaches_container = container(plan, "speaches")
-    found = pulls(plan)
+    found = pulls(plan, "speaches")
     assert [p.name for p in found] == [
         "speaches-pull-Systran-faster-whisper-small",
         "speaches-pull-speaches-ai-piper-fr_FR-siwis-medium",
@@ -121,22 +117,22 @@ def test_one_download_per_model_after_the_container(plan):
         args: model_pull.ModelPullArgs = {
             "docker_host": "unix:///var/run/docker.sock",
             "ssh_opts": [],
-            "container_name": "speaches",
+            "container_name": "dev-speaches",
             "container_id": "speaches-id",
             "model": model_id,
             "pull": speaches.pull_argv(model_id),
             "remove": speaches.remove_argv(model_id),
         }
         assert pull.inputs["create"] == model_pull.pull_script(args, "speaches-id")
-        assert pull.inputs["delete"] == model_pull.remove_script(args)
-        assert pull.inputs["triggers"] == ["unix:///var/run/docker.sock", "speaches", model_id]
+        assert pull.inputs["delete"] == model_pull.remove_script(args, "speaches-id")
+        assert pull.inputs["triggers"] == ["unix:///var/run/docker.sock", "dev-speaches", model_id]
         assert speaches_container.urn in pull.depends_on
         assert "exec speaches-id sh -c" in pull.inputs["create"] and "-X POST" in pull.inputs["create"]
-        assert "exec speaches sh -c" in pull.inputs["delete"] and "-X DELETE" in pull.inputs["delete"]
+        assert "exec speaches-id sh -c" in pull.inputs["delete"] and "-X DELETE" in pull.inputs["delete"]
 
 
 def test_model_entries_reach_speaches_with_its_key(plan):
-    assert _litellm_config(plan)["model_list"] == [
+    assert gateway_config(plan)["model_list"] == [
         {
             "model_name": "piper",
             "litellm_params": {
@@ -156,7 +152,7 @@ def test_model_entries_reach_speaches_with_its_key(plan):
             "model_info": {"mode": "audio_transcription"},
         },
     ]
-    assert "SPEACHES_API_KEY=" + envs_of(plan)["API_KEY"] in reveal(container(plan, "gateway").inputs["envs"])
+    assert "SPEACHES_API_KEY=" + envs_of(container(plan, "speaches"))["API_KEY"] in reveal(container(plan, "gateway").inputs["envs"])
 
 
 def test_unknown_mode_is_refused():
@@ -226,8 +222,3 @@ def test_unreachable_server_fails_loudly():
     result = run_in_container(speaches.pull_argv("Systran/faster-whisper-tiny"), "http://127.0.0.1:9")
     assert result.returncode != 0 and "curl" in result.stderr
 
-
-def _litellm_config(plan: Plan) -> dict:
-    from config.cli import litellm_config
-
-    return litellm_config(plan)

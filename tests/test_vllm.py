@@ -6,7 +6,7 @@ import pytest
 
 from components import vllm
 from config.plan import Plan, is_secret, reveal, run_program
-from tests.conftest import container
+from tests.conftest import container, gateway_config
 
 QWEN = {
     "name": "qwen3",
@@ -78,8 +78,8 @@ def test_all_gpus_is_count_minus_one():
 
 def test_container_named_after_model_with_alias(plan):
     c = container(plan, "qwen3").inputs
-    assert c["name"] == "qwen3"
-    assert c["networksAdvanced"] == [{"name": "llm", "aliases": ["qwen3"]}]
+    assert c["name"] == "dev-qwen3"  # scoped by the stack; the gateway reaches it by the alias
+    assert c["networksAdvanced"] == [{"name": "dev-llm", "aliases": ["qwen3"]}]
 
 
 def test_image_pinned_kept_locally_and_used_by_id(plan):
@@ -96,9 +96,9 @@ def test_image_override():
 def test_cache_volume_is_retained_and_mounted(plan):
     volume = plan.named("qwen3-hf-cache")
     assert volume.retain_on_delete
-    assert volume.inputs["name"] == "qwen3-hf-cache"
+    assert volume.inputs["name"] == "dev-qwen3-hf-cache"
     assert container(plan, "qwen3").inputs["volumes"] == [
-        {"volumeName": "qwen3-hf-cache", "containerPath": "/root/.cache/huggingface"}
+        {"volumeName": "dev-qwen3-hf-cache", "containerPath": "/root/.cache/huggingface"}
     ]
 
 
@@ -133,7 +133,7 @@ def test_start_period_is_configurable():
 
 
 def test_model_entry_reaches_the_gateway(plan):
-    config = _litellm_config(plan)
+    config = gateway_config(plan)
     assert config["model_list"] == [
         {
             "model_name": "qwen3",
@@ -160,8 +160,3 @@ def _secret():
 
     return SecretValue()
 
-
-def _litellm_config(plan: Plan) -> dict:
-    from config.cli import litellm_config
-
-    return litellm_config(plan)

@@ -9,7 +9,7 @@ YARN_131K = {
 
 
 def paths(overrides, max_model_len=None):
-    return sorted(i.path for i in entry_issues(0, overrides, max_model_len))
+    return sorted(i.path for i in entry_issues(("vllm", 0), overrides, max_model_len))
 
 
 def test_the_whole_yarn_override_passes_up_to_its_length():

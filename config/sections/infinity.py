@@ -1,28 +1,60 @@
 """The `llmstack:infinity` section: one InfinityServer loading every model listed."""
 
-from components import InfinityServer, InfinityServerArgs
+from collections.abc import Iterator
+from typing import Literal, Optional
 
-from ..schema import Infinity, StackConfig
-from ..sites import Site, site_of
-from . import EngineDeployment, hf_token, placement
+from pydantic import Field
+
+from components import infinity as infinity_facts
+from components.infinity import InfinityServer, InfinityServerArgs
+
+from .. import engine_ids
+from ..deployment import DeployContext, EngineDeployment
+from ..errors import ConfigIssue
+from ..registry import SectionSpec, register
+from ..schema import ModelName, Section, SharedEngine, StackConfig
+from . import image_and_gpus
 
 
-def server_args(section: Infinity, site: Site, stack: StackConfig) -> InfinityServerArgs:
+class InfinityModel(Section):
+    name: ModelName
+    model: str = Field(min_length=1)
+    mode: Literal["embedding", "rerank"]  # the route; its LiteLLM mode has the same name
+
+
+class Infinity(SharedEngine):
+    models: list[InfinityModel] = Field(min_length=1)
+
+    def gateway_key_env(self) -> Optional[str]:
+        return infinity_facts.gateway_key_env(infinity_facts.CONTAINER_NAME)
+
+
+def value_issues(section: Infinity, loc: tuple, stack: StackConfig) -> Iterator[ConfigIssue]:
+    """Model ids Infinity reads as Hugging Face repos (or directories in the container)."""
+    for i, m in enumerate(section.models):
+        problem = engine_ids.hf_model_problem(m.model, local_path=True)
+        yield from engine_ids.model_issue((*loc, "models", i, "model"), m.model, problem, engine_ids.HF_FIX)
+
+
+def server_args(section: Infinity, context: DeployContext) -> InfinityServerArgs:
     """InfinityServer args for the `llmstack:infinity` section on its site."""
     args: InfinityServerArgs = {
-        "network_name": site.network.name,
+        "network_name": context.site(section).network.name,
         "models": [{"name": m.name, "model": m.model, "mode": m.mode} for m in section.models],
     }
-    args.update(placement(section))  # type: ignore[typeddict-item]
-    args.update(hf_token(stack))  # type: ignore[typeddict-item]
+    if context.name_prefix:
+        args["name_prefix"] = context.name_prefix
+    args.update(image_and_gpus(section))  # type: ignore[typeddict-item]
+    if context.hf_token is not None:
+        args["hf_token"] = context.hf_token
     return args
 
 
-def deploy(stack: StackConfig, sites: dict[str, Site]) -> list[EngineDeployment]:
-    """The InfinityServer of the stack, or nothing when the section is absent."""
-    section = stack.infinity
-    if section is None:
-        return []
-    site = site_of(stack, sites, section.host)
-    server = InfinityServer("infinity", server_args(section, site, stack), opts=site.options())
-    return [EngineDeployment(server, server.model_entries, server.backend_keys, list(section.gpus or []), site.name)]
+def deploy(section: Infinity, context: DeployContext) -> EngineDeployment:
+    """The InfinityServer of the stack."""
+    return context.place(section, lambda opts: InfinityServer("infinity", server_args(section, context), opts=opts))
+
+
+SECTION = register(
+    SectionSpec(key="infinity", model=Infinity, deploy=deploy, hostnames=(infinity_facts.CONTAINER_NAME,), checks=(value_issues,))
+)

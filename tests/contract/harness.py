@@ -165,11 +165,13 @@ def render(raw: Mapping[str, Any], stack: str, password: Callable[[str, int], st
     redis = [r.revealed() for r in plan.of_type(CONTAINER) if r.name == REDIS_CONTAINER]
     if len(redis) != 1:
         raise LookupError(f"{len(redis)} containers named {REDIS_CONTAINER!r} in the {stack} plan")
+    # Engine containers are known here by resource name; a pull's trigger names its container's Docker name.
+    by_docker_name = {r.revealed()["name"]: r.name for r in plan.of_type(CONTAINER)}
     pulls = []
     for resource in plan.of_type(PULL_COMMAND):
         # triggers = [docker host, container name, model] (components/model_pull.py)
         _, container, model = reveal(resource.inputs)["triggers"]
-        pulls.append(ModelPull(resource.name, container, model))
+        pulls.append(ModelPull(resource.name, by_docker_name.get(container, container), model))
     return Rendered(
         stack=stack,
         plan=plan,

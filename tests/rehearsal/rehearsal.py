@@ -300,7 +300,7 @@ def probe_wiring(engine: api.Engine, plan: Plan, report: Report) -> None:
     code, out = engine.exec(redis, ["sh", "-c", 'redis-cli -a "$REDIS_PASSWORD" --no-auth-warning client list'])
     fields = [dict(f.split("=", 1) for f in line.split() if "=" in f) for line in out.splitlines()]
     report.gateway_redis_commands = sorted(f.get("cmd", "?") for f in fields if f.get("addr", "").rsplit(":", 1)[0] in ips)
-    code, out = engine.exec("ollama", ["ollama", "list"], timeout=30)
+    code, out = engine.exec(containers(plan)["ollama"]["name"], ["ollama", "list"], timeout=30)
     report.ollama_models_after_up = sorted(line.split()[0] for line in out.splitlines()[1:] if line.strip())
 
 

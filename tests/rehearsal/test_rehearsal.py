@@ -47,7 +47,7 @@ def test_records_depend_on_what_pulumi_would_wait_for(plans):
     assert {"network-local", "ollama-models", "ollama-image"} == deps["ollama"]
     # the pull scripts reach the container by the id the mocks gave it: its name
     [pull] = [r for r in plan.of_type(api.LOCAL_COMMAND) if r.name == "ollama-pull-qwen2.5-0.5b"]
-    assert "docker -H unix:///var/run/docker.sock exec ollama ollama pull qwen2.5:0.5b" in pull.inputs["create"]
+    assert "docker -H unix:///var/run/docker.sock exec rehearsal-ollama ollama pull qwen2.5:0.5b" in pull.inputs["create"]
 
 
 def test_records_expand_a_dependency_on_a_component():
@@ -190,9 +190,10 @@ def test_changed_model_replaces_only_the_gateway(report):
 @rehearsal_mark
 def test_destroy_keeps_the_retained_volumes_with_their_data(report):
     assert report.volumes_after_destroy == report.expected_retained_volumes
-    assert set(report.expected_retained_volumes) == {"ollama-models", "infinity-cache", "speaches-hf-hub",
-                                                     "qwen3-0.6b-hf-cache", "litellm-postgres-data",
-                                                     "litellm-redis-data"}
+    assert set(report.expected_retained_volumes) == {
+        f"rehearsal-{name}"
+        for name in ("ollama-models", "infinity-cache", "speaches-hf-hub", "qwen3-0.6b-hf-cache", "litellm-postgres-data", "litellm-redis-data")
+    }
     assert sorted(r.split(" ", 1)[1] for r in report.retained) == report.expected_retained_volumes
     assert report.objects_after_destroy == []
     # the pulled model (the changed tag; the dropped one was removed by its pull's delete) stays

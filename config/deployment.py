@@ -1,0 +1,73 @@
+"""What every section's `deploy` gets (the context: sites, GPU plan, what already runs) and gives back (the engine placed)."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pulumi
+
+from components.engine import EngineServer
+
+from .gpu_plan import GpuPlan, shares_a_gpu
+from .schema import Engine, StackConfig, resolve_host
+from .sites import Site
+
+
+def name_prefix_of(stack: StackConfig, stack_name: str) -> str:
+    """The Docker name prefix: `llmstack:namePrefix` when set (`""`: none), else the Pulumi stack's name."""
+    return stack.name_prefix if stack.name_prefix is not None else stack_name
+
+
+@dataclass(frozen=True)
+class EngineDeployment:
+    """One deployed engine: its component, and where it runs (for the start order of later engines)."""
+
+    server: EngineServer
+    host: str
+    gpus: tuple[str, ...] = ()
+
+
+@dataclass
+class DeployContext:
+    """The stack being deployed: its validated config, its sites, its GPU plan, and the engines deployed so far."""
+
+    stack: StackConfig
+    sites: dict[str, Site]
+    gpu_plan: GpuPlan
+    name_prefix: str = ""
+    """Prefix of every Docker name (see name_prefix_of)."""
+    deployed: list[EngineDeployment] = field(default_factory=list)
+
+    def site(self, block: Engine) -> Site:
+        """The site a block configured with `host:` (or none) runs on."""
+        return self.sites[resolve_host(self.stack, block.host)]
+
+    @property
+    def hf_token(self) -> Optional[pulumi.Output[str]]:
+        """The stack's Hugging Face token (secret), for engines that download from the Hub; None when unset."""
+        if self.stack.hf_token is None:
+            return None
+        return pulumi.Output.secret(self.stack.hf_token.plaintext or "")
+
+    def place(
+        self, block: Engine, build: Callable[[pulumi.ResourceOptions], EngineServer], measures_free_memory: bool = False
+    ) -> EngineDeployment:
+        """Builds a block's engine on its site (`build` gets the resource options); an engine that measures free
+        memory at start waits for the engines already deployed on its GPUs."""
+        site = self.site(block)
+        depends_on = self.start_after(block) if measures_free_memory else []
+        server = build(site.options(depends_on=depends_on))
+        return EngineDeployment(server, site.name, tuple(block.gpus or ()))
+
+    def start_after(self, block: Engine) -> list[pulumi.Resource]:
+        """The containers of the engines deployed so far that share one of the block's GPUs on its host.
+
+        An engine that measures free memory when it starts (vLLM) must start once they hold theirs."""
+        site = self.site(block)
+        host = self.stack.hosts[site.name]
+        gpus = list(block.gpus or [])
+        return [
+            deployed.server.container
+            for deployed in self.deployed
+            if deployed.host == site.name and shares_a_gpu(host, gpus, list(deployed.gpus))
+        ]
