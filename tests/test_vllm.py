@@ -16,7 +16,10 @@ QWEN = {
     "maxModelLen": 131072,
     "reasoningParser": "qwen3",
     "toolCallParser": "hermes",
-    "hfOverrides": {"rope_parameters": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}},
+    "hfOverrides": {
+        "max_position_embeddings": 131072,
+        "rope_parameters": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768, "rope_theta": 1000000.0},
+    },
 }
 
 
@@ -38,7 +41,8 @@ def test_command_is_built_from_typed_args(plan):
         "--gpu-memory-utilization", "0.8",
         "--reasoning-parser", "qwen3",
         "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
-        "--hf-overrides", '{"rope_parameters":{"factor":4.0,"original_max_position_embeddings":32768,"rope_type":"yarn"}}',
+        "--hf-overrides", '{"max_position_embeddings":131072,"rope_parameters":{"factor":4.0,'
+        '"original_max_position_embeddings":32768,"rope_theta":1000000.0,"rope_type":"yarn"}}',
     ]
 
 

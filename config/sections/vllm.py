@@ -9,6 +9,7 @@ from components import vllm as vllm_facts
 from components.vllm import VllmServer, VllmServerArgs
 
 from .. import credentials, engine_ids, gpu_ids, vllm_args
+from ..vllm_context import QWEN3_YARN_EXAMPLE, context_issues
 from ..deployment import DeployContext, EngineDeployment
 from ..errors import ConfigIssue, key_path
 from ..registry import SectionSpec, register
@@ -70,7 +71,7 @@ def flag_issues(entry: Vllm, loc: tuple, stack: StackConfig) -> Iterator[ConfigI
     for flag in vllm_args.canonical(vllm_facts.removed_flags_in(entry.extra_args)):
         fix = "remove it"
         if flag.startswith("--rope-scaling"):
-            fix = "use hfOverrides: {rope_parameters: {rope_type: yarn, factor: 4.0, original_max_position_embeddings: 32768}}"
+            fix = f"use hfOverrides with the model's rope_theta and the long length, e.g. for Qwen3 {QWEN3_YARN_EXAMPLE}"
         elif flag.startswith("--enable-reasoning"):
             fix = "remove it: reasoningParser alone turns reasoning on"
         yield ConfigIssue(where, f"{flag} was removed from vLLM and stops it at start", fix)
@@ -122,6 +123,6 @@ SECTION = register(
         deploy=deploy,
         many=True,
         measures_free_memory=True,
-        checks=(value_issues, flag_issues),
+        checks=(value_issues, flag_issues, context_issues),
     )
 )

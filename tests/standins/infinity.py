@@ -78,6 +78,8 @@ class InfinityModel:
 
     model_id: str
     served_name: str
+    backend: str = "torch"  # --engine / INFINITY_ENGINE; /models reports it
+    batch_size: int = 32  # --batch-size / INFINITY_BATCH_SIZE
 
     @property
     def capability(self) -> str:
@@ -116,7 +118,13 @@ def parse_settings(argv: Sequence[str], env: dict[str, str]) -> InfinitySettings
     if len(names) not in (1, len(model_ids)):
         parser.error(f"--served-model-name: expected length {len(model_ids)} but got {len(names)}")
     names = names * len(model_ids) if len(names) == 1 else names
-    models = tuple(InfinityModel(m, n or m) for m, n in zip(model_ids, names))
+    engines = args.engine or _env_list(env, "INFINITY_ENGINE") or ["torch"]
+    batches = args.batch_size or [int(b) for b in _env_list(env, "INFINITY_BATCH_SIZE") or ["32"]]
+    if len(engines) not in (1, len(model_ids)) or len(batches) not in (1, len(model_ids)):
+        parser.error(f"--engine/--batch-size: expected length {len(model_ids)}")
+    engines = engines * len(model_ids) if len(engines) == 1 else engines
+    batches = batches * len(model_ids) if len(batches) == 1 else batches
+    models = tuple(InfinityModel(m, n or m, e, b) for m, n, e, b in zip(model_ids, names, engines, batches))
     served = [m.served_name for m in models]
     if len(set(served)) != len(served):
         parser.error(f"served model names must be unique, got {served}")
@@ -192,19 +200,21 @@ class InfinityApp:
         )
 
     def _models(self) -> Reply:
+        # As Infinity 0.0.77 answers (seen with infinity-emb from PyPI, tests/engines/).
         return json_reply({
-            "object": "list",
             "data": [
                 {
                     "id": m.served_name,
+                    "stats": {"queue_fraction": 0.0, "queue_absolute": 0, "results_pending": 0, "batch_size": m.batch_size},
                     "object": "model",
                     "owned_by": "infinity",
                     "created": self.created,
-                    "backend": "torch",
+                    "backend": m.backend,
                     "capabilities": [m.capability],
                 }
                 for m in self.settings.models
             ],
+            "object": "list",
         })
 
     def _embeddings(self, body: dict[str, Any]) -> Reply:
