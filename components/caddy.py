@@ -107,6 +107,8 @@ class ExtraRoute(TypedDict):
     """Served at this path and below, prefix kept (the app is told its sub-path), e.g. `/grafana`."""
     host: NotRequired[str]
     """Served as its own site under this host name, e.g. `chat.example.com`."""
+    port: NotRequired[int]
+    """Served as its own site on this port of the edge (same name and certificate), for apps that want a root path."""
 
 
 class CaddyFile(TypedDict):
@@ -319,13 +321,15 @@ def _plain_proxy(upstream: str) -> list[str]:
 def _check_extra_routes(extra_routes: Sequence[ExtraRoute]) -> None:
     seen: set[str] = set()
     for r in extra_routes:
-        if ("path" in r) == ("host" in r):
-            raise ValueError(f"edge route to {r.get('upstream')!r}: give exactly one of path or host")
-        where = r.get("path") or r.get("host") or ""
+        if sum(key in r for key in ("path", "host", "port")) != 1:
+            raise ValueError(f"edge route to {r.get('upstream')!r}: give exactly one of path, host or port")
+        where = r.get("path") or r.get("host") or f":{r.get('port')}"
         if "path" in r:
             _require(_PATH, r["path"], "edge route path")
-        else:
+        elif "host" in r:
             _address(r["host"], "edge route host")
+        elif not 1 <= int(r["port"]) <= 65535:
+            raise ValueError(f"edge route port {r['port']!r} is not a port")
         if where in seen:
             raise ValueError(f"edge route {where!r} is given twice")
         seen.add(where)
@@ -395,6 +399,11 @@ def render_edge_caddyfile(
     lines += ["\thandle {", *_indent(_gateway_proxy(upstreams, health_interval), 2), "\t}", "}"]
     for r in sorted((r for r in extra_routes if "host" in r), key=lambda r: r["host"]):
         lines += ["", f"{site_of(r['host'])} {{", *site_head, *_request_body(), *_indent(_plain_proxy(r["upstream"]), 1), "}"]
+    for r in sorted((r for r in extra_routes if "port" in r), key=lambda r: int(r["port"])):
+        if int(r["port"]) in (https_port, http_port, health_port):
+            raise ValueError(f"edge route port {r['port']} is one of the edge's own ports")
+        site = f"{domain}:{int(r['port'])}" if tls == "acme" else f"{'http' if tls == 'off' else 'https'}://:{int(r['port'])}"
+        lines += ["", f"{site} {{", *site_head, *_request_body(), *_indent(_plain_proxy(r["upstream"]), 1), "}"]
     lines += _health_site(health_port)
     return "\n".join(lines) + "\n"
 

@@ -49,13 +49,16 @@ def _is_ip(value: str) -> bool:
         return False
 
 
-def ports(edge: Edge) -> list[CaddyPort]:
-    """What the edge publishes: HTTPS (and HTTP for ACME challenges and redirects), or HTTP alone with tls off."""
+def ports(edge: Edge, extra_routes: Sequence[ExtraRoute] = ()) -> list[CaddyPort]:
+    """What the edge publishes: HTTPS (and HTTP for ACME challenges and redirects), or HTTP alone with tls off; and
+    the port of each app served on a port of its own (the web UI)."""
     if edge.tls == "off":
-        return [{"internal": edge.http_port, "external": edge.http_port, "ip": edge.bind}]
-    published: list[CaddyPort] = [{"internal": edge.https_port, "external": edge.https_port, "ip": edge.bind}]
-    if edge.tls == "acme":
-        published.append({"internal": edge.http_port, "external": edge.http_port, "ip": edge.bind})
+        published: list[CaddyPort] = [{"internal": edge.http_port, "external": edge.http_port, "ip": edge.bind}]
+    else:
+        published = [{"internal": edge.https_port, "external": edge.https_port, "ip": edge.bind}]
+        if edge.tls == "acme":
+            published.append({"internal": edge.http_port, "external": edge.http_port, "ip": edge.bind})
+    published += [{"internal": int(r["port"]), "external": int(r["port"]), "ip": edge.bind} for r in extra_routes if "port" in r]
     return published
 
 
@@ -80,7 +83,7 @@ def deploy_edge(
                 extra_routes=list(extra_routes),
             )
         ),
-        "ports": ports(edge),
+        "ports": ports(edge, extra_routes),
         "hostname": EDGE_HOSTNAME,
     }
     if name_prefix:

@@ -66,7 +66,7 @@ def summary(stack: StackConfig) -> str:
     assert settings is not None
     parts = [
         f"{name} on {'127.0.0.1:' + str(port) if port is not None else 'the stack network only'}"
-        for name, port in (("Prometheus", settings.prometheus.port), ("Grafana", settings.grafana.port))
+        for name, port in (("Prometheus", prometheus_port(stack)), ("Grafana", settings.grafana.port))
         if name == "Prometheus" or stack.edge is None
     ]
     if stack.edge is not None:
@@ -217,7 +217,7 @@ def monitoring_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
     ports = [] if stack.edge is not None else [(("gateway", "port"), stack.gateway.port)]
     if stack.webui is not None:
         ports.append((("webui", "port"), stack.webui.port))
-    ports.append((("monitoring", "prometheus", "port"), settings.prometheus.port))
+    ports.append((("monitoring", "prometheus", "port"), prometheus_port(stack)))
     if stack.edge is None:
         ports.append((("monitoring", "grafana", "port"), settings.grafana.port))
     seen: dict[int, tuple] = {}
@@ -256,6 +256,13 @@ def monitoring_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
 
 
 GRAFANA_EDGE_PATH = "/grafana"
+
+
+def prometheus_port(stack: StackConfig) -> Optional[int]:
+    """Prometheus' loopback port; none with an edge: nothing is published but through the edge, and Prometheus has no
+    login of its own to be published with (query it in Grafana's Explore)."""
+    assert stack.monitoring is not None
+    return None if stack.edge is not None else stack.monitoring.prometheus.port
 
 
 def edge_routes(stack: StackConfig) -> list[ExtraRoute]:
@@ -324,7 +331,7 @@ def deploy_monitoring(context: DeployContext, gateway: LiteLLMProxy, edge_url: O
     if context.name_prefix:
         prometheus_args["name_prefix"] = context.name_prefix
     optional: dict[str, Any] = {
-        "bind_port": settings.prometheus.port,
+        "bind_port": prometheus_port(stack),
         "image": settings.prometheus.image,
         "blackbox_image": settings.prometheus.blackbox_image,
     }
@@ -355,7 +362,7 @@ def deploy_monitoring(context: DeployContext, gateway: LiteLLMProxy, edge_url: O
         outputs["grafanaUrl"] = f"{edge_url}{GRAFANA_EDGE_PATH}/"
     elif settings.grafana.port is not None:
         outputs["grafanaUrl"] = f"http://127.0.0.1:{settings.grafana.port}"
-    if settings.prometheus.port is not None:
-        outputs["prometheusUrl"] = f"http://127.0.0.1:{settings.prometheus.port}"
+    if prometheus_port(stack) is not None:
+        outputs["prometheusUrl"] = f"http://127.0.0.1:{prometheus_port(stack)}"
     return outputs
 

@@ -109,7 +109,7 @@ def deploy_stack(checked: CheckedStack) -> dict[str, Any]:
     url = edge_url(stack.edge, edge_domain(stack.edge, site)) if stack.edge is not None else None
     outputs.update(monitoring.deploy_monitoring(context, gateway, url))
     if stack.edge is not None:
-        edge = deploy_edge(stack, site, gateway.upstreams, prefix, monitoring.edge_routes(stack))
+        edge = deploy_edge(stack, site, gateway.upstreams, prefix, [*monitoring.edge_routes(stack), *webui.edge_routes(stack)])
         outputs["gatewayUrl"] = pulumi.Output.from_input(edge.url)
         if edge.ca_cert_pem is not None:
             outputs["caCertificate"] = edge.ca_cert_pem
@@ -120,7 +120,7 @@ def deploy_stack(checked: CheckedStack) -> dict[str, Any]:
         "masterKey": pulumi.Output.secret(gateway.master_key),
         "models": entries.apply(models_by_route),
         "toolModels": entries.apply(lambda es: sorted(e["model_name"] for e in es if e.get("supports_function_calling"))),
-        **webui.deploy(stack, context.sites, gateway, prefix),
+        **webui.deploy(stack, context.sites, gateway, prefix, url),
     }
 
 

@@ -10,7 +10,9 @@ import pulumi
 from components.gateway_key import GatewayKey
 from components.litellm import LiteLLMProxy
 from components.model_entry import ROUTE_MODES
+from components.caddy import ExtraRoute
 from components.webui import HOSTNAME, OpenWebUI, OpenWebUIArgs
+from components.webui import PORT as WEBUI_PORT
 
 from . import registry
 from .errors import ConfigIssue, key_path
@@ -152,7 +154,7 @@ def summary(stack: StackConfig) -> Optional[str]:
     if stack.webui is None:
         return None
     models, _ = resolve(stack.webui, models_by_route(stack))
-    text = f"webui on 127.0.0.1:{stack.webui.port}"
+    text = f"webui on 127.0.0.1:{stack.webui.port}" if stack.edge is None else f"webui through the edge on port {stack.webui.port}"
     return text + (f" ({'; '.join(models.off)})" if models.off else " (chat, documents, reranking, voice)")
 
 
@@ -183,8 +185,19 @@ def webui_args(
     return args
 
 
-def deploy(stack: StackConfig, sites: dict[str, Site], gateway: LiteLLMProxy, name_prefix: str = "") -> dict[str, Any]:
-    """Open WebUI beside the gateway with its own gateway key; the stack outputs it adds (none without `llmstack:webui`)."""
+def edge_routes(stack: StackConfig) -> list[ExtraRoute]:
+    """With an edge, Open WebUI is served through it on its own HTTPS port (it wants the root path)."""
+    if stack.webui is None or stack.edge is None:
+        return []
+    return [{"port": stack.webui.port, "upstream": f"{HOSTNAME}:{WEBUI_PORT}"}]
+
+
+def deploy(
+    stack: StackConfig, sites: dict[str, Site], gateway: LiteLLMProxy, name_prefix: str = "", edge_url: Optional[str] = None
+) -> dict[str, Any]:
+    """Open WebUI beside the gateway with its own gateway key; the stack outputs it adds (none without `llmstack:webui`).
+
+    With an edge (`edge_url`, e.g. `https://gpu-01`), it is served through the edge on `port`; else on the loopback."""
     section = stack.webui
     if section is None:
         return {}
@@ -208,6 +221,13 @@ def deploy(stack: StackConfig, sites: dict[str, Site], gateway: LiteLLMProxy, na
     args = webui_args(section, models, site.network.name, gateway_url, key.key)  # type: ignore[arg-type]
     if name_prefix:
         args["name_prefix"] = name_prefix
+    url = f"http://127.0.0.1:{section.port}"
+    if edge_url is not None:
+        # The edge publishes it; the container publishes nothing.
+        args.pop("bind_port", None)
+        args.pop("bind_address", None)
+        url = f"{edge_url}:{section.port}"
+        args.setdefault("url", url)
     webui = OpenWebUI("webui", args, opts=site.options(depends_on=[key.registration]))
-    # Published on the Docker host's loopback only: the URL works on that host (or through an ssh tunnel to it).
-    return {"webuiUrl": webui.internal_url.apply(lambda _: f"http://127.0.0.1:{section.port}")}
+    # Without an edge: on the Docker host's loopback only (the URL works on that host, or through an ssh tunnel).
+    return {"webuiUrl": webui.internal_url.apply(lambda _: url)}

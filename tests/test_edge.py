@@ -29,16 +29,17 @@ def prod() -> Plan:
 
 
 def test_prod_publishes_only_https_through_the_edge(prod):
-    # Prometheus has no login: it stays on the host's loopback (ssh -L); Grafana is served through the edge.
+    # The edge alone publishes: the gateway and Grafana (/grafana/) on 443, Open WebUI on its own port (it wants
+    # the root path); Prometheus (no login of its own) is not published at all.
     assert published(prod) == {
-        "edge": [{"internal": 443, "external": 443, "ip": "0.0.0.0"}],
-        "prometheus": [{"internal": 9090, "external": 9090, "ip": "127.0.0.1"}],
-        # Open WebUI is not routed through the edge yet: it stays on the loopback.
-        "webui": [{"internal": 8080, "external": 3000, "ip": "127.0.0.1"}],
+        "edge": [{"internal": 443, "external": 443, "ip": "0.0.0.0"}, {"internal": 3000, "external": 3000, "ip": "0.0.0.0"}],
     }
-    assert prod.outputs["grafanaUrl"] == "https://gpu-01/grafana/"
+    assert prod.outputs["grafanaUrl"] == "https://gpu-01/grafana/" and prod.outputs["webuiUrl"] == "https://gpu-01:3000"
+    webui_envs = dict(e.split("=", 1) for e in reveal(container(prod, "webui").inputs["envs"]))
+    assert webui_envs["WEBUI_URL"] == "https://gpu-01:3000"
     caddyfile = uploaded(prod, "edge")[caddy.CADDYFILE_PATH]
     assert "@extra0 path /grafana /grafana/*" in caddyfile and "reverse_proxy grafana:3000" in caddyfile
+    assert "https://:3000 {" in caddyfile and "reverse_proxy open-webui:8080" in caddyfile
     grafana_envs = dict(e.split("=", 1) for e in reveal(container(prod, "grafana").inputs["envs"]))
     assert grafana_envs["GF_SERVER_ROOT_URL"] == "https://gpu-01/grafana/" and grafana_envs["GF_SERVER_SERVE_FROM_SUB_PATH"] == "true"
     assert prod.outputs["gatewayUrl"] == "https://gpu-01"

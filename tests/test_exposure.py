@@ -132,13 +132,12 @@ def secret_values(plan: Plan) -> Iterator[str]:
 def test_only_the_gateway_or_the_edge_publishes_a_port(stack):
     raw, plan = stack
     published = {c.inputs["name"]: reveal(c.inputs.get("ports")) for c in containers(plan) if c.inputs.get("ports")}
-    # Prometheus (no login of its own) stays on the host's loopback, edge or not; Grafana is on the loopback only
-    # while there is no edge to serve it.
+    # Without an edge, the UIs are on the host's loopback only.
     for resource in containers(plan):
         if component(resource) in LOOPBACK_UIS and resource.inputs.get("ports"):
             assert [p["ip"] for p in reveal(resource.inputs["ports"])] == ["127.0.0.1"], resource.inputs["name"]
-            # With an edge, Grafana goes through it; the web UI is not routed through it yet (by host name, to come).
-            assert "edge" not in raw or component(resource) in ("prometheus", "open-webui"), resource.inputs["name"]
+            # With an edge, nothing but the edge publishes: Grafana and the web UI go through it, Prometheus stays unpublished.
+            assert "edge" not in raw, resource.inputs["name"]
             published.pop(resource.inputs["name"])
     if "edge" in raw:
         # The edge alone publishes (HTTPS, plus HTTP for ACME; HTTP alone with tls off); the replicas answer on the network.
@@ -146,7 +145,10 @@ def test_only_the_gateway_or_the_edge_publishes_a_port(stack):
         assert list(published) == [edge.inputs["name"]], published
         tls = raw["edge"].get("tls", "internal")
         expected = {"off": [80], "internal": [443], "acme": [443, 80]}[tls]
-        assert [p["external"] for p in published[edge.inputs["name"]]] == [raw["edge"].get("httpsPort" if p == 443 else "httpPort", p) for p in expected]
+        expected = [raw["edge"].get("httpsPort" if p == 443 else "httpPort", p) for p in expected]
+        if "webui" in raw:  # Open WebUI on its own port of the edge
+            expected.append(raw["webui"].get("port", 3000))
+        assert [p["external"] for p in published[edge.inputs["name"]]] == expected
         return
     gateway = one(plan, "litellm")
     # Open WebUI, when the stack has it, is on this host's loopback only (checked with the other loopback UIs above).

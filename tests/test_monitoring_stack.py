@@ -146,7 +146,8 @@ def test_retention_interval_ports_images_and_alert_limits_come_from_the_key():
         "gpuExporter": {"image": "nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-ubuntu22.04"},
         "alerts": {"kvCacheRatio": 0.8, "failureFor": "20m"},
     }
-    plan = plan_of(with_monitoring(PROD, settings))
+    # Without the edge (prod has one), so that the ports apply.
+    plan = plan_of({k: v for k, v in with_monitoring(PROD, settings).items() if k != "edge"} | {"gateway": {"port": 4000}})
     prometheus = container(plan, "prometheus")
     assert "--storage.tsdb.retention.time=90d" in prometheus.inputs["command"]
     assert prometheus_config(plan)["global"]["scrape_interval"] == "30s"
@@ -160,17 +161,21 @@ def test_retention_interval_ports_images_and_alert_limits_come_from_the_key():
     assert rules["KvCacheNearlyFull"]["expr"] == "vllm:kv_cache_usage_perc > 0.8"
     assert rules["GatewayFailureRatioHigh"]["for"] == "20m"
     assert rules["TargetDown"]["for"] == "2m"  # a limit left out keeps its default
-    # With the edge (prod), Grafana is served through it at /grafana/ and publishes nothing itself.
-    assert plan.outputs["prometheusUrl"] == "http://127.0.0.1:19090" and plan.outputs["grafanaUrl"] == "https://gpu-01/grafana/"
+    assert plan.outputs["prometheusUrl"] == "http://127.0.0.1:19090" and "grafanaUrl" not in plan.outputs
+    # With the edge (prod), Grafana is served through it at /grafana/ and Prometheus is not published at all.
+    edged = plan_of(with_monitoring(PROD, settings))
+    assert not container(edged, "prometheus").inputs.get("ports") and not container(edged, "grafana").inputs.get("ports")
+    assert "prometheusUrl" not in edged.outputs and edged.outputs["grafanaUrl"] == "https://gpu-01/grafana/"
 
 
 def test_defaults_and_the_true_shorthand(prod):
     plan = plan_of(with_monitoring(PROD, True))
     assert "--storage.tsdb.retention.time=15d" in container(plan, "prometheus").inputs["command"]
     assert prometheus_config(plan)["global"]["scrape_interval"] == "15s"
-    assert plan.outputs["grafanaUrl"] == "https://gpu-01/grafana/" and plan.outputs["prometheusUrl"] == "http://127.0.0.1:9090"
+    assert plan.outputs["grafanaUrl"] == "https://gpu-01/grafana/" and "prometheusUrl" not in plan.outputs
     no_edge = plan_of({k: v for k, v in with_monitoring(PROD, True).items() if k not in ("edge",)} | {"gateway": {"port": 4000}})
     assert no_edge.outputs["grafanaUrl"] == "http://127.0.0.1:3001"  # 3000 is Open WebUI's
+    assert no_edge.outputs["prometheusUrl"] == "http://127.0.0.1:9090"
     assert plan.named("prometheus-data").retain_on_delete and plan.named("grafana-data").retain_on_delete
 
 
@@ -252,7 +257,7 @@ def test_gpu_hosts_are_those_listing_gpus_or_running_gpu_services():
 
 def test_config_check_says_what_monitoring_deploys():
     assert monitoring.summary(check_stack(PROD).config) == (
-        "monitoring: Prometheus on 127.0.0.1:9090, Grafana through the edge at /grafana/, GPU exporter on gpu-01"
+        "monitoring: Prometheus on the stack network only, Grafana through the edge at /grafana/, GPU exporter on gpu-01"
     )
     assert monitoring.summary(check_stack(DEV).config) == "monitoring off"
     quiet = with_monitoring(DEV, {"grafana": {"port": None}})
