@@ -5,7 +5,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Optional, TextIO
 
 import yaml
 
@@ -15,6 +15,7 @@ from .edge import edge_url
 from .errors import StackConfigError
 from .plan import Plan, RecordedResource, masked, masked_envs, reveal, run_program
 from .schema import StackConfig, resolve_host
+from .sites import host_of_provider
 from .source import from_stack_file
 from .validation import CheckedStack, check_stack
 
@@ -65,11 +66,34 @@ def shown_inputs(resource: RecordedResource) -> dict[str, Any]:
     return shown
 
 
+def resource_hosts(plan: Plan) -> dict[str, Optional[str]]:
+    """URN -> the name under llmstack:hosts of the host each resource is created on (its Docker provider's), or belongs
+    to (a component's, its key's, a model pull's: the host of the component it is part of); None for what has no host
+    (the stack CA)."""
+    hosts: dict[str, Optional[str]] = {}
+    for r in plan.resources:
+        hosts[r.urn] = host_of_provider(r.provider) or (host_of_provider(r.name) if r.type == "pulumi:providers:docker" else None)
+    # A component is on the host of its Docker resources; what has no provider of its own is on its component's.
+    for r in plan.resources:
+        if hosts[r.urn] is not None and r.parent in hosts and hosts[r.parent] is None:
+            hosts[r.parent] = hosts[r.urn]
+    for r in plan.resources:
+        parent = r.parent
+        while hosts[r.urn] is None and parent in hosts:
+            hosts[r.urn] = hosts[parent]
+            parent = next((p.parent for p in plan.resources if p.urn == parent), "")
+    return hosts
+
+
 def plan_document(plan: Plan) -> dict[str, Any]:
-    """The printable plan: resources (each secret value shown as `[secret]`, e.g. `NAME=[secret]` in a list of envs), the LiteLLM config and the stack outputs."""
+    """The printable plan: resources (each with the host it goes on; each secret value shown as `[secret]`, e.g.
+    `NAME=[secret]` in a list of envs), the LiteLLM config and the stack outputs."""
     resources = sorted(plan.resources, key=lambda r: (r.type, r.name, r.urn))
+    hosts = resource_hosts(plan)
     return {
-        "resources": [{"type": r.type, "name": r.name, "inputs": shown_inputs(r)} for r in resources],
+        "resources": [
+            {"type": r.type, "name": r.name, "host": hosts.get(r.urn), "inputs": shown_inputs(r)} for r in resources
+        ],
         "litellmConfig": litellm_config(plan),
         "outputs": masked(plan.outputs),
     }

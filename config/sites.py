@@ -1,6 +1,7 @@
 """The Docker hosts of a stack: one provider and one network per host, shared by every service placed there."""
 
 from dataclasses import dataclass
+from typing import Optional
 
 import pulumi
 import pulumi_docker as docker
@@ -24,11 +25,24 @@ class Site:
         return pulumi.ResourceOptions(providers={"docker": self.provider}, **extra)
 
 
+PROVIDER_PREFIX = "host-"
+
+
+def provider_name(host: str) -> str:
+    """The resource name of a host's Docker provider: `host-gpu-01`."""
+    return PROVIDER_PREFIX + host
+
+
+def host_of_provider(provider: str) -> Optional[str]:
+    """The host a Docker provider resource name stands for, or None for another provider."""
+    return provider[len(PROVIDER_PREFIX):] if provider.startswith(PROVIDER_PREFIX) else None
+
+
 def build_sites(stack: StackConfig, name_prefix: str = "") -> dict[str, Site]:
     """A provider and a network for every configured host; the network's name is scoped by the prefix."""
     sites = {}
     for name, host in sorted(stack.hosts.items()):
-        provider = docker.Provider(f"host-{name}", host=host.docker, ssh_opts=list(host.ssh_opts) or None)
+        provider = docker.Provider(provider_name(name), host=host.docker, ssh_opts=list(host.ssh_opts) or None)
         network = docker.Network(
             f"network-{name}",
             name=docker_name(name_prefix, stack.network.name),
