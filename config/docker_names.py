@@ -54,7 +54,9 @@ def model_name_issues(locations: list[tuple[str, tuple]], reserved: tuple[str, .
                 f"model name {name!r} is {other[0]!r} ({key_path(other[1])}) to Docker's DNS, which ignores case",
                 "give every model a name that differs in more than case",
             )
-        if folded in reserved and name not in reserved:
+        if name in reserved:
+            yield ConfigIssue(key_path(loc), f"{name!r} is the name of a stack service container", "choose another model name")
+        elif folded in reserved:
             yield ConfigIssue(
                 key_path(loc),
                 f"{name!r} is the name of a stack service container ({folded}) to Docker's DNS, which ignores case",

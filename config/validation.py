@@ -170,8 +170,6 @@ def _name_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
             )
         else:
             seen[name] = loc
-        if name in registry.reserved_names():
-            yield ConfigIssue(key_path(loc), f"{name!r} is the name of a stack service container", "choose another model name")
     # An engine's name may also name the gateway env holding its key (VLLM_<NAME>_API_KEY): names that
     # differ only in case or punctuation would share that env, and the gateway could not be given both keys.
     envs: dict[str, tuple[str, tuple]] = {}
