@@ -11,7 +11,7 @@ import yaml
 
 from . import monitoring, registry, webui
 from .deployment import name_prefix_of
-from .edge import edge_url
+from .edge import edge_domain, edge_url
 from .errors import StackConfigError
 from .plan import Plan, RecordedResource, masked, masked_envs, reveal, run_program
 from .schema import StackConfig, resolve_host
@@ -30,7 +30,7 @@ def summary(path: Path, stack: StackConfig) -> str:
     published = f"gateway published on {stack.gateway.bind}:{stack.gateway.port}"
     if stack.edge is not None:
         site_address = stack.hosts[resolve_host(stack, stack.gateway.host)].client_address()
-        domain = stack.edge.domain or site_address
+        domain = edge_domain(stack.edge, site_address)
         replicas = stack.gateway.replicas
         published = (
             f"gateway ({replicas} replica{'s' if replicas > 1 else ''}) published through the edge at "

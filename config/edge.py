@@ -5,14 +5,13 @@ With an edge, it alone publishes ports; the gateway replicas publish nothing and
 output so clients can trust it; `acme` gets one from Let's Encrypt; `off` is plain HTTP for a laptop.
 """
 
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
 
-from components.caddy import CaddyPort, CaddyProxy, CaddyProxyArgs, ExtraRoute, render_edge_caddyfile, tls_files
+from components.caddy import CaddyPort, CaddyProxy, CaddyProxyArgs, ExtraRoute, render_edge_caddyfile, split_names, tls_files
 from components.stack_ca import StackCA
 
 from .registry import EDGE_HOSTNAME
@@ -22,16 +21,15 @@ from .sites import Site
 
 @dataclass
 class DeployedEdge:
-    """The edge of a stack: its proxy, the URL clients use, and the CA to trust (`tls: internal`)."""
+    """The edge of a stack: its proxy and the CA to trust (`tls: internal`)."""
 
     proxy: CaddyProxy
-    url: str
     ca_cert_pem: Optional[pulumi.Output[str]]
 
 
-def edge_domain(edge: Edge, site: Site) -> str:
+def edge_domain(edge: Edge, client_address: str) -> str:
     """The name (or address) clients reach the edge at: the one given, else the gateway host's address."""
-    return edge.domain or site.client_address
+    return edge.domain or client_address
 
 
 def edge_url(edge: Edge, domain: str) -> str:
@@ -39,14 +37,6 @@ def edge_url(edge: Edge, domain: str) -> str:
     scheme, port, default = ("http", edge.http_port, 80) if edge.tls == "off" else ("https", edge.https_port, 443)
     host = f"[{domain}]" if ":" in domain else domain
     return f"{scheme}://{host}" + ("" if port == default else f":{port}")
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-        return True
-    except ValueError:
-        return False
 
 
 def ports(edge: Edge, extra_routes: Sequence[ExtraRoute] = ()) -> list[CaddyPort]:
@@ -69,7 +59,7 @@ def deploy_edge(
     web UIs and dashboards of `extra_routes`, by path)."""
     edge = stack.edge
     assert edge is not None
-    domain = edge_domain(edge, site)
+    domain = edge_domain(edge, site.client_address)
     args: CaddyProxyArgs = {
         "network_name": site.network.name,
         "caddyfile": upstreams.apply(
@@ -95,9 +85,8 @@ def deploy_edge(
     if edge.tls == "internal":
         ca = StackCA("stack-ca", {}, opts=opts)
         ca_cert_pem = ca.cert_pem
-        certificate = ca.issue_server_certificate(
-            "edge", dns_names=[] if _is_ip(domain) else [domain], ip_addresses=[domain] if _is_ip(domain) else []
-        )
+        dns_names, ip_addresses = split_names([domain])
+        certificate = ca.issue_server_certificate("edge", dns_names=dns_names, ip_addresses=ip_addresses)
         args["files"] = tls_files(certificate.cert_pem, certificate.private_key_pem)
     proxy = CaddyProxy("edge", args, opts=opts)
-    return DeployedEdge(proxy, edge_url(edge, domain), ca_cert_pem)
+    return DeployedEdge(proxy, ca_cert_pem)

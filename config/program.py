@@ -21,22 +21,14 @@ def _flatten(groups: list[list[LiteLLMModelEntry]]) -> list[LiteLLMModelEntry]:
     return [entry for group in groups for entry in group]
 
 
-def _merge_keys(groups: list[dict[str, str]]) -> dict[str, str]:
-    merged: dict[str, str] = {}
-    for group in groups:
-        for name, key in group.items():
-            if name in merged:
-                raise ValueError(f"two engines use the key env {name}")
-            merged[name] = key
-    return merged
-
-
 def backend_keys(stack: StackConfig, engines: list[EngineDeployment]) -> dict[str, pulumi.Output[str]]:
     """Gateway env -> engine key (secret), the names known from the stack: each env stays its own secret."""
     names = [block.gateway_key_env() for _, _, block in registry.blocks(stack)]
     if len(names) != len(engines):
         raise ValueError("the deployed engines do not match the stack's engine blocks")
-    _merge_keys([{name: ""} for name in names if name])  # two engines never share a key env
+    shared = sorted({name for name in names if name and names.count(name) > 1})
+    if shared:  # validation refuses such a stack; a library caller gets the same refusal
+        raise ValueError(f"two engines use the key env {shared[0]}")
     return {
         name: pulumi.Output.secret(engine.server.backend_keys.apply(lambda keys, name=name: keys[name]))
         for name, engine in zip(names, engines)
@@ -106,11 +98,11 @@ def deploy_stack(checked: CheckedStack) -> dict[str, Any]:
         args.update({"replicas": stack.gateway.replicas, "publish": False})
     gateway = LiteLLMProxy("gateway", args, opts=site.options())
     outputs: dict[str, Any] = {}
-    url = edge_url(stack.edge, edge_domain(stack.edge, site)) if stack.edge is not None else None
+    url = edge_url(stack.edge, edge_domain(stack.edge, site.client_address)) if stack.edge is not None else None
     outputs.update(monitoring.deploy_monitoring(context, gateway, url))
     if stack.edge is not None:
         edge = deploy_edge(stack, site, gateway.upstreams, prefix, [*monitoring.edge_routes(stack), *webui.edge_routes(stack)])
-        outputs["gatewayUrl"] = pulumi.Output.from_input(edge.url)
+        outputs["gatewayUrl"] = pulumi.Output.from_input(url)
         if edge.ca_cert_pem is not None:
             outputs["caCertificate"] = edge.ca_cert_pem
     else:
