@@ -79,8 +79,9 @@ def container_envs(
     return envs
 
 
-def generated_secret(resource_name: str, parent: pulumi.Resource, length: int = 40) -> pulumi.Output[str]:
-    """A random key kept in state; its inputs are ignored once created, so no later change rotates it."""
+def generated_secret(resource_name: str, parent: Optional[pulumi.Resource], length: int = 40) -> pulumi.Output[str]:
+    """A random key kept in state (a child of `parent`, or of the stack); its inputs are ignored once created, so no
+    later change rotates it."""
     password = random.RandomPassword(
         resource_name,
         length=length,
