@@ -58,7 +58,8 @@ class GpuExporter(pulumi.ComponentResource):
             ports=None if bind_port is None else [docker.ContainerPortArgs(internal=PORT, external=int(bind_port), ip=LOOPBACK)],
             restart=container.RESTART_POLICY,
             labels=container.service_labels("dcgm-exporter", docker_name),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=container.depends_on_of(opts)),
+            # Its fixed name cannot be taken twice: a replacement removes the old container first.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=container.depends_on_of(opts), delete_before_replace=True),
         )
         self.address = pulumi.Output.from_input(f"{container_name}:{PORT}")
         self.register_outputs({"address": self.address})
