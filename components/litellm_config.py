@@ -5,6 +5,7 @@ from typing import NotRequired, TypedDict
 
 import yaml
 
+from .gateway_failover import apply_failover
 from .model_entry import MODES, LiteLLMModelEntry
 
 __all__ = ["GatewaySettings", "RateLimit"]
@@ -37,9 +38,16 @@ class GatewaySettings(TypedDict):
     rate_limits: NotRequired[dict[str, RateLimit]]
     """Model name -> its rpm/tpm limits."""
     allowed_fails: NotRequired[int]
-    """Failures per minute before a deployment is cooled down."""
+    """Failures of a deployment (within `cooldown_time`) before it is cooled down; LiteLLM's own default, 3,
+    means its failure-rate rule instead: more than half of at least 5 calls in the minute failed."""
     cooldown_time: NotRequired[int]
     """Seconds a failing deployment is taken out of rotation."""
+    health_check_interval: NotRequired[int]
+    """Seconds between probes of each deployment of a model served by several (a one-token call); 0: no probes."""
+    health_check_timeout: NotRequired[int]
+    """Seconds a probe may take before the deployment counts as down."""
+    health_check_routing: NotRequired[bool]
+    """Route around deployments whose last probe failed."""
     drop_params: NotRequired[bool]
     """Drop OpenAI params an engine does not support instead of failing."""
     callbacks: NotRequired[list[str]]
@@ -55,6 +63,9 @@ DEFAULT_SETTINGS: GatewaySettings = {
     "allowed_fails": 3,
     "cooldown_time": 30,
     "drop_params": True,
+    "health_check_interval": 10,
+    "health_check_timeout": 5,
+    "health_check_routing": True,
 }
 
 
@@ -94,8 +105,6 @@ def litellm_config(
     litellm_settings: dict = {
         "num_retries": int(settings.get("num_retries", DEFAULT_SETTINGS["num_retries"])),
         "request_timeout": int(settings.get("request_timeout", DEFAULT_SETTINGS["request_timeout"])),
-        "allowed_fails": int(settings.get("allowed_fails", DEFAULT_SETTINGS["allowed_fails"])),
-        "cooldown_time": int(settings.get("cooldown_time", DEFAULT_SETTINGS["cooldown_time"])),
         "drop_params": bool(settings.get("drop_params", DEFAULT_SETTINGS["drop_params"])),
     }
     fallbacks = settings.get("fallbacks") or {}
@@ -107,7 +116,7 @@ def litellm_config(
         litellm_settings["fallbacks"] = [{m: list(t)} for m, t in sorted(fallbacks.items())]
     if settings.get("callbacks"):
         litellm_settings["callbacks"] = list(dict.fromkeys(settings["callbacks"]))
-    return {
+    config = {
         "model_list": [_entry(e, rate_limits.get(e["model_name"], {})) for e in ordered],
         "litellm_settings": litellm_settings,
         "router_settings": {
@@ -121,6 +130,7 @@ def litellm_config(
             "database_url": f"os.environ/{DATABASE_URL_ENV}",
         },
     }
+    return apply_failover(config, settings, DEFAULT_SETTINGS)
 
 
 def render_litellm_config(

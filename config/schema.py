@@ -213,11 +213,28 @@ class Gateway(Section):
     num_workers: Optional[int] = Field(default=None, ge=1, le=64)
     replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
     """LiteLLM containers sharing PostgreSQL and Redis; more than one needs `llmstack:edge`, which balances over them."""
+    health_check_interval: int = Field(default=DEFAULT_SETTINGS["health_check_interval"], ge=0, le=3600)
+    """Seconds between the gateway's probes of each replica of a model (a one-token call); 0: no probes."""
+    health_check_timeout: int = Field(default=DEFAULT_SETTINGS["health_check_timeout"], ge=1, le=600)
+    """Seconds a probe may take before that replica counts as down."""
+    health_check_routing: bool = DEFAULT_SETTINGS["health_check_routing"]
+    """Send no request to a replica whose last probe failed."""
 
     @field_validator("bind")
     @classmethod
     def _bind(cls, value: str) -> str:
         return _ip_address(value)
+
+    @field_validator("health_check_routing")
+    @classmethod
+    def _routing_needs_checks(cls, value: bool, info: Any) -> bool:
+        # Runs only when the key is written: the default (on) is simply idle with the checks off.
+        if value and info.data.get("health_check_interval") == 0:
+            raise problem(
+                "health-check routing needs the health checks that healthCheckInterval: 0 turns off",
+                "set healthCheckInterval to the seconds between checks (default 10), or write healthCheckRouting: false",
+            )
+        return value
 
 
 def _ip_address(value: str) -> str:
