@@ -1,10 +1,10 @@
-"""Replicas of one vLLM model behind the real LiteLLM proxy, on loopback: the gateway config the program
-renders for a model with several deployments, each replica a vLLM stand-in started from the model's
-container command line and envs.
+"""Replicas of one engine's models behind the real LiteLLM proxy, on loopback: the gateway config the
+program renders for models with several deployments, each replica a stand-in started from the engine's
+container command line and envs (its models pulled through its own API, as `pulumi up` does).
 
 The program renders one deployment per replica under the same model name once `replicas:` exists on the
-engine blocks; until then the entries are the single vLLM container's entry repeated with each replica's
-api_base, and the gateway settings come from the stack file through the program's own `gateway_args`.
+engine blocks; until then the entries are the single engine container's entries repeated with each
+replica's api_base, and the gateway settings come from the stack file through the program's own `gateway_args`.
 A remote replica's api_base is its relay (https://<address>:<relayPort>/<alias>/v1); here every replica
 is reached directly over http on its own loopback address, which is what the failover depends on."""
 
@@ -14,7 +14,7 @@ import contextlib
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 from urllib.parse import urlsplit, urlunsplit
@@ -59,30 +59,35 @@ def _entry(model: Mapping[str, Any], api_base: str) -> LiteLLMModelEntry:
 
 @dataclass(frozen=True)
 class ReplicaStack:
-    """One vLLM model of a stack file, rendered, with the gateway config for `count` replicas of it."""
+    """One engine of a stack file, rendered, with the gateway config for `count` replicas of its models."""
 
     rendered: harness.Rendered
     container: harness.EngineContainer
-    model: str  # the model name clients use
+    model: str  # the model name the client loop asks for (the engine's first)
+    mode: str  # its LiteLLM mode: chat or embedding
     hosts: tuple[str, ...]  # each replica's network name
     config_text: str
 
 
-def replica_stack(raw: Mapping[str, Any], count: int = 2, stack: str = "failover") -> ReplicaStack:
-    """Render `raw` (one vLLM block) with the real program, then the gateway config for `count` replicas."""
+def replica_stack(raw: Mapping[str, Any], count: int = 2, stack: str = "failover", engine: str = "vllm") -> ReplicaStack:
+    """Render `raw` (one block of `engine`) with the real program, then the gateway config for `count` replicas."""
     rendered = harness.render(dict(raw), stack)
-    [container] = [e for e in rendered.engines if e.engine == "vllm"]
+    [container] = [e for e in rendered.engines if e.engine == engine]
     config = rendered.config
-    [model] = [m for m in config["model_list"] if urlsplit(m["litellm_params"]["api_base"]).hostname in container.aliases]
-    url = urlsplit(model["litellm_params"]["api_base"])
+    models = [m for m in config["model_list"] if urlsplit(m["litellm_params"]["api_base"]).hostname in container.aliases]
+    url = urlsplit(models[0]["litellm_params"]["api_base"])
     alias = url.hostname or ""
     hosts = tuple(replica_host(alias, i) for i in range(count))
-    entries = [_entry(model, urlunsplit(url._replace(netloc=f"{host}:{url.port}"))) for host in hosts]
+    entries = [
+        _entry(model, urlunsplit(urlsplit(model["litellm_params"]["api_base"])._replace(netloc=f"{host}:{url.port}")))
+        for model in models
+        for host in hosts
+    ]
     # The program's own mapping of `llmstack:gateway` to the gateway settings (config/program.py).
     settings = gateway_args(StackConfig.model_validate({"gateway": raw.get("gateway") or {}}), [], [], "")["settings"]
     router = config["router_settings"]
     text = render_litellm_config(entries, settings, {"host": router["redis_host"], "port": router["redis_port"]})
-    return ReplicaStack(rendered, container, model["model_name"], hosts, text)
+    return ReplicaStack(rendered, container, models[0]["model_name"], models[0]["model_info"]["mode"], hosts, text)
 
 
 def plain_defaults(config_text: str) -> str:
@@ -127,11 +132,13 @@ class RunningReplicas:
             if backend.process is not None and backend.process.poll() is None:
                 os.killpg(backend.process.pid, signal.SIGCONT)
 
-    def chat(self, client: httpx.Client) -> httpx.Response:
+    def call(self, client: httpx.Client) -> httpx.Response:
+        """One call of the stack's model on its route (a chat completion, or embeddings)."""
+        headers = {"Authorization": f"Bearer {self.master_key}"}
+        if self.stack.mode == "embedding":
+            return client.post(f"{self.url}/v1/embeddings", headers=headers, json={"model": self.stack.model, "input": ["ok"]})
         return client.post(
-            f"{self.url}/v1/chat/completions",
-            headers={"Authorization": f"Bearer {self.master_key}"},
-            json={"model": self.stack.model, "messages": PROMPT, "max_tokens": 8},
+            f"{self.url}/v1/chat/completions", headers=headers, json={"model": self.stack.model, "messages": PROMPT, "max_tokens": 8}
         )
 
     def health(self) -> dict[str, Any]:
@@ -168,10 +175,12 @@ def deploy_replicas(stack: ReplicaStack, workdir: Path, config_text: str | None 
     running: RunningReplicas | None = None
     try:
         for host in stack.hosts:
-            listening = harness.ENGINES["vllm"](stack.container, addresses[host])
+            listening = harness.ENGINES[stack.container.engine](stack.container, addresses[host])
             backend = harness.Backend(stack.container, addresses[host], listening, workdir / host)
             backends.append(backend)
             backend.start()
+            pulls = [pull for pull in stack.rendered.pulls if pull.container == stack.container.name]
+            harness.pull_models(replace(stack.rendered, pulls=tuple(pulls)), {stack.container.name: backend})
         if use_redis:
             password = stack.rendered.redis_env["REDIS_PASSWORD"]
             processes.append(harness.start_redis(addresses[router["redis_host"]], int(router["redis_port"]), password, workdir / "redis"))

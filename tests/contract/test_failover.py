@@ -48,7 +48,7 @@ def replicas(stack: ReplicaStack, tmp_path_factory: pytest.TempPathFactory, lite
 
 def burst(replicas: RunningReplicas, count: int) -> list[httpx.Response]:
     with httpx.Client(timeout=CLIENT_TIMEOUT_S) as client:
-        return [replicas.chat(client) for _ in range(count)]
+        return [replicas.call(client) for _ in range(count)]
 
 
 def test_every_replica_serves(replicas: RunningReplicas) -> None:
@@ -80,3 +80,24 @@ def test_a_replica_that_stops_answering_is_routed_around(replicas: RunningReplic
     assert [r.status_code for r in replies] == [200] * 20
     assert len({served_by(r) for r in replies}) == 1, "the one replica left serves everything"
     assert [attempted_retries(r) for r in replies] == [0] * 20
+
+
+def test_ollama_replicas_fail_over_too(tmp_path_factory: pytest.TempPathFactory, litellm_installed: str) -> None:
+    # LiteLLM reports a refused Ollama connection as an APIConnectionError, which it never cools down
+    # (BerriAI/litellm#27362; a refused vLLM connection is a 500, which it does): health-check routing
+    # is what takes such a replica out of rotation.
+    prod = harness.stack_file("prod")
+    if not (prod.get("ollama") or {}).get("models"):
+        pytest.skip("Pulumi.prod.yaml has no Ollama model")
+    stack = replica_stack({"ollama": prod["ollama"], "gateway": {}}, count=2, engine="ollama")
+    with deploy_replicas(stack, tmp_path_factory.mktemp("failover-ollama")) as replicas:
+        replies = burst(replicas, 20)
+        assert [r.status_code for r in replies] == [200] * 20 and len({served_by(r) for r in replies}) == 2
+        replicas.refuse(1)
+        replies = burst(replicas, 20)
+        assert [r.status_code for r in replies] == [200] * 20, [r.text[:200] for r in replies if r.status_code != 200]
+        detected = replicas.wait_unhealthy(1, interval_bound(stack.config_text) + DETECTION_SLACK_S)
+        harness.OBSERVED.append(f"failover, Ollama refused: the health check marked the replica down after {detected:.1f} s")
+        after = burst(replicas, 20)
+        assert [r.status_code for r in after] == [200] * 20
+        assert [attempted_retries(r) for r in after] == [0] * 20
