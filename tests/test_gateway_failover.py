@@ -8,7 +8,8 @@ import yaml
 from components.litellm_config import DEFAULT_SETTINGS, render_litellm_config
 from components.model_entry import LiteLLMModelEntry
 from config.plan import reveal, run_program
-from config.schema import Gateway
+from config.program import gateway_args
+from config.schema import Gateway, StackConfig
 from config.validation import validate
 from tests.conftest import container
 
@@ -79,6 +80,8 @@ def test_stack_file_keys_reach_the_config():
     gateway = validate(raw).gateway
     assert (gateway.health_check_interval, gateway.health_check_timeout, gateway.health_check_routing) == (30, 3, False)
     assert (Gateway().health_check_interval, Gateway().health_check_routing) == (DEFAULT_SETTINGS["health_check_interval"], True)
+    settings = gateway_args(StackConfig.model_validate({"gateway": raw["gateway"]}), [], [], "")["settings"]
+    assert (settings["health_check_interval"], settings["health_check_timeout"], settings["health_check_routing"]) == (30, 3, False)
     plan = run_program(raw, stack="dev")
     upload = reveal(container(plan, "gateway").inputs["uploads"])[0]["content"]
     router = yaml.safe_load(upload)["router_settings"]
