@@ -36,7 +36,9 @@ def replicated_models(model_list: list[dict[str, Any]]) -> list[str]:
 def apply_failover(config: dict[str, Any], settings: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
     """The proxy config with the failover settings added: cooldowns and weighted failover on the router;
     health checks and health-check routing scoped to the replicated model names (none: no probes)."""
-    value = lambda key: settings.get(key, defaults[key])  # noqa: E731 - one lookup rule for every key
+    def value(key: str) -> Any:
+        return settings.get(key, defaults[key])
+
     router = config["router_settings"]
     router["allowed_fails"] = int(value("allowed_fails"))
     router["cooldown_time"] = int(value("cooldown_time"))
