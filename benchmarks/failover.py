@@ -1,9 +1,10 @@
 """What a client sees when one of two replicas of a model goes down mid-loop, behind the real LiteLLM proxy (1.108.7).
 
-Two vLLM stand-ins serve Pulumi.prod.yaml's first vLLM model (its container command line and envs), as two
-deployments of one model name (`--engine ollama`: two Ollama stand-ins, prod's Ollama models); the gateway config is the one the program renders for them
-(tests/contract/replicas.py), with a real Redis when Debian's redis-server is installed. A client loop sends
-chat completions at a fixed rate from a pool of threads; after `--fault-after` seconds replica 1 either
+Pulumi.prod.yaml's first vLLM block as two replicas (`replicas:`, one per GPU of one host; `--engine ollama`:
+its Ollama block), rendered by the program and deployed like the contract test (tests/contract/replicas.py):
+a stand-in per replica container, the real proxy with the uploaded config, a real Redis when Debian's
+redis-server is installed. A client loop sends chat completions at a fixed rate, each from its own
+thread; after `--fault-after` seconds replica 1 either
   refused    dies: its address refuses connections, or
   no answer  is frozen (SIGSTOP): connections are accepted, nothing answers.
 Each fault runs twice, side by side:
@@ -135,9 +136,8 @@ def figures(label: str, fault: str, outcomes: list[Outcome], bound: float) -> Fi
 
 def run(args: argparse.Namespace) -> list[Figures]:
     prod = harness.stack_file("prod")
-    block = prod["vllm"][:1] if args.engine == "vllm" else prod[args.engine]
-    raw = {args.engine: block, "gateway": {"requestTimeout": args.request_timeout}}
-    stack = replica_stack(raw, count=2, stack="bench", engine=args.engine)
+    block = prod["vllm"][0] if args.engine == "vllm" else prod[args.engine]
+    stack = replica_stack(block, args.engine, count=2, gateway={"requestTimeout": args.request_timeout}, stack="bench")
     bound = interval_bound(stack.config_text)
     # Before, during and after the first detection interval, and long enough for a retry that waited out
     # every attempt on the dead replica (num_retries + 1 request timeouts).

@@ -1,12 +1,8 @@
-"""Replicas of one engine's models behind the real LiteLLM proxy, on loopback: the gateway config the
-program renders for models with several deployments, each replica a stand-in started from the engine's
-container command line and envs (its models pulled through its own API, as `pulumi up` does).
-
-The program renders one deployment per replica under the same model name once `replicas:` exists on the
-engine blocks; until then the entries are the single engine container's entries repeated with each
-replica's api_base, and the gateway settings come from the stack file through the program's own `gateway_args`.
-A remote replica's api_base is its relay (https://<address>:<relayPort>/<alias>/v1); here every replica
-is reached directly over http on its own loopback address, which is what the failover depends on."""
+"""Replicas of one engine's models behind the real LiteLLM proxy, on loopback: a stack whose engine block
+has `replicas:` (one per GPU of one host), rendered by the real program and deployed by the contract
+harness (a stand-in per replica container, its models pulled through its own API, the proxy with the
+uploaded config unchanged). Replicas on other hosts differ only in their api_base (the host's relay),
+which tests/contract/test_relay_contract.py covers; failover depends on the deployments, not the path."""
 
 from __future__ import annotations
 
@@ -14,24 +10,20 @@ import contextlib
 import os
 import signal
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 import yaml
 
-from components.litellm_config import render_litellm_config
-from components.model_entry import LiteLLMModelEntry
-from config.program import gateway_args
-from config.schema import StackConfig
 from tests.contract import harness
 from tests.standins.gateway import start_gateway, stop_gateway
-from tests.standins.launcher import stop
 
 # What a client asks for: a short reply, so the figures measure routing, not generation.
 PROMPT = [{"role": "user", "content": "Reply with the single word: ok."}]
+HOST = "gpu-01"
 # The settings LiteLLM 1.108.7 reads for failover that the program adds (components/gateway_failover.py);
 # `plain_defaults` removes them to show what LiteLLM does on its own.
 FAILOVER_GENERAL = ("background_health_checks", "health_check_interval", "enable_health_check_routing", "background_health_check_model_groups")
@@ -39,55 +31,32 @@ FAILOVER_ROUTER = ("allowed_fails", "cooldown_time", "enable_weighted_failover")
 FAILOVER_MODEL_INFO = ("health_check_timeout", "health_check_max_tokens")
 
 
-def replica_host(alias: str, index: int) -> str:
-    """The network name replica `index` is reached under (the first keeps the container's own alias)."""
-    return alias if index == 0 else f"{alias}-r{index}"
-
-
-def _entry(model: Mapping[str, Any], api_base: str) -> LiteLLMModelEntry:
-    """A rendered model_list item back as the model entry an engine component exposes, at another api_base."""
-    params, info = model["litellm_params"], model["model_info"]
-    entry: LiteLLMModelEntry = {"model_name": model["model_name"], "model": params["model"], "api_base": api_base, "mode": info["mode"]}
-    if str(params.get("api_key", "")).startswith("os.environ/"):
-        entry["api_key_env"] = params["api_key"].removeprefix("os.environ/")
-    if info.get("max_tokens"):
-        entry["max_tokens"] = info["max_tokens"]
-    if info.get("supports_function_calling"):
-        entry["supports_function_calling"] = True
-    return entry
-
-
 @dataclass(frozen=True)
 class ReplicaStack:
-    """One engine of a stack file, rendered, with the gateway config for `count` replicas of its models."""
+    """A stack serving one engine block as `count` replicas, rendered by the program."""
 
     rendered: harness.Rendered
-    container: harness.EngineContainer
-    model: str  # the model name the client loop asks for (the engine's first)
+    engine: str
+    model: str  # the model name the client loop asks for (the block's first)
     mode: str  # its LiteLLM mode: chat or embedding
-    hosts: tuple[str, ...]  # each replica's network name
-    config_text: str
+
+    @property
+    def config_text(self) -> str:
+        return self.rendered.config_text
 
 
-def replica_stack(raw: Mapping[str, Any], count: int = 2, stack: str = "failover", engine: str = "vllm") -> ReplicaStack:
-    """Render `raw` (one block of `engine`) with the real program, then the gateway config for `count` replicas."""
-    rendered = harness.render(dict(raw), stack)
-    [container] = [e for e in rendered.engines if e.engine == engine]
-    config = rendered.config
-    models = [m for m in config["model_list"] if urlsplit(m["litellm_params"]["api_base"]).hostname in container.aliases]
-    url = urlsplit(models[0]["litellm_params"]["api_base"])
-    alias = url.hostname or ""
-    hosts = tuple(replica_host(alias, i) for i in range(count))
-    entries = [
-        _entry(model, urlunsplit(urlsplit(model["litellm_params"]["api_base"])._replace(netloc=f"{host}:{url.port}")))
-        for model in models
-        for host in hosts
-    ]
-    # The program's own mapping of `llmstack:gateway` to the gateway settings (config/program.py).
-    settings = gateway_args(StackConfig.model_validate({"gateway": raw.get("gateway") or {}}), [], [], "")["settings"]
-    router = config["router_settings"]
-    text = render_litellm_config(entries, settings, {"host": router["redis_host"], "port": router["redis_port"]})
-    return ReplicaStack(rendered, container, models[0]["model_name"], models[0]["model_info"]["mode"], hosts, text)
+def replica_stack(block: Mapping[str, Any], engine: str, count: int, gateway: Mapping[str, Any] | None = None, stack: str = "failover") -> ReplicaStack:
+    """`block` (an engine block of a stack file) as `count` replicas, one per GPU of one host, rendered."""
+    replicated = {k: v for k, v in block.items() if k not in ("host", "gpus")}
+    replicated["replicas"] = [{"host": HOST, "gpus": [str(i)]} for i in range(count)]
+    raw = {
+        "hosts": {HOST: {"docker": "unix:///var/run/docker.sock", "gpus": [{"id": str(i), "memoryGiB": 80} for i in range(count)]}},
+        engine: [replicated] if engine == "vllm" else replicated,
+        "gateway": dict(gateway or {}),
+    }
+    rendered = harness.render(raw, stack)
+    first = next(m for m in rendered.config["model_list"] if (m["model_info"]["mode"] in ("chat", "embedding")))
+    return ReplicaStack(rendered, engine, first["model_name"], first["model_info"]["mode"])
 
 
 def plain_defaults(config_text: str) -> str:
@@ -105,13 +74,11 @@ def plain_defaults(config_text: str) -> str:
 
 @dataclass
 class RunningReplicas:
-    """The replicas' stand-ins and the proxy in front of them."""
+    """The replicas' stand-ins (in api_base order) and the proxy in front of them."""
 
     stack: ReplicaStack
     url: str
     backends: list[harness.Backend]
-    workdir: Path
-    processes: list[Any] = field(default_factory=list)
 
     @property
     def master_key(self) -> str:
@@ -158,48 +125,30 @@ class RunningReplicas:
 
 
 @contextlib.contextmanager
-def deploy_replicas(stack: ReplicaStack, workdir: Path, config_text: str | None = None, redis: bool = True) -> Iterator[RunningReplicas]:
-    """Start one stand-in per replica, Redis (when installed, with the generated password) and the real
-    LiteLLM proxy with `config_text` (default: the rendered one); stop everything after."""
-    config = yaml.safe_load(config_text or stack.config_text)
-    port = urlsplit(config["model_list"][0]["litellm_params"]["api_base"]).port or 80
-    router = config["router_settings"]
-    wanted = {host: port for host in stack.hosts}
-    use_redis = redis and harness.redis_available()
-    if use_redis:
-        wanted[router["redis_host"]] = int(router["redis_port"])
-    addresses = harness.loopback_addresses(wanted)
-    backends: list[harness.Backend] = []
-    processes: list[Any] = []
-    gateway = None
-    running: RunningReplicas | None = None
-    try:
-        for host in stack.hosts:
-            listening = harness.ENGINES[stack.container.engine](stack.container, addresses[host])
-            backend = harness.Backend(stack.container, addresses[host], listening, workdir / host)
-            backends.append(backend)
-            backend.start()
-            pulls = [pull for pull in stack.rendered.pulls if pull.container == stack.container.name]
-            harness.pull_models(replace(stack.rendered, pulls=tuple(pulls)), {stack.container.name: backend})
-        if use_redis:
-            password = stack.rendered.redis_env["REDIS_PASSWORD"]
-            processes.append(harness.start_redis(addresses[router["redis_host"]], int(router["redis_port"]), password, workdir / "redis"))
-        path = workdir / "config.yaml"
-        path.write_text(config_text or stack.config_text)
-        url, gateway = start_gateway(
-            path, harness.gateway_env(stack.rendered), hosts=addresses, workdir=workdir / "gateway", timeout=harness.GATEWAY_START_TIMEOUT
-        )
-        running = RunningReplicas(stack, url, backends, workdir, processes)
-        yield running
-    finally:
-        if running is not None:
-            running.thaw_all()  # a stopped process group ignores SIGTERM until continued
-        if gateway is not None:
-            stop_gateway(gateway)
-        for backend in backends:
-            backend.stop()
-        for process in processes:
-            stop(process)
+def deploy_replicas(stack: ReplicaStack, workdir: Path, config_text: str | None = None) -> Iterator[RunningReplicas]:
+    """The contract harness's deployment of the rendered stack (with Redis when installed); the proxy gets
+    `config_text` instead of the uploaded config when given. Frozen replicas are thawed before the stop."""
+    with harness.deploy(stack.rendered, workdir, redis=harness.redis_available(), with_gateway=config_text is None) as deployment:
+        gateway = None
+        running: RunningReplicas | None = None
+        try:
+            url = deployment.url
+            if config_text is not None:
+                path = workdir / "config.yaml"
+                path.write_text(config_text)
+                url, gateway = start_gateway(
+                    path, harness.gateway_env(stack.rendered), hosts=deployment.hosts, workdir=workdir / "gateway",
+                    timeout=harness.GATEWAY_START_TIMEOUT,
+                )
+            order = [urlsplit(m["litellm_params"]["api_base"]).hostname for m in stack.rendered.config["model_list"]]
+            backends = [b for host in dict.fromkeys(order) for b in deployment.backends.values() if host in b.container.aliases]
+            running = RunningReplicas(stack, url, backends)
+            yield running
+        finally:
+            if running is not None:
+                running.thaw_all()  # a stopped process group ignores SIGTERM until continued
+            if gateway is not None:
+                stop_gateway(gateway)
 
 
 def served_by(reply: httpx.Response) -> str:
@@ -217,4 +166,3 @@ def interval_bound(config_text: str) -> float:
     config = yaml.safe_load(config_text)
     timeouts = [m["model_info"].get("health_check_timeout", 0) for m in config["model_list"]]
     return float(config["general_settings"]["health_check_interval"]) + float(max(timeouts))
-

@@ -1,6 +1,7 @@
-"""Failover with the gateway's default settings, on the real LiteLLM 1.108.7: three replicas of one vLLM
-model (Pulumi.prod.yaml's first vLLM block, gateway settings all defaults); one replica refuses
-connections, then another stops answering; requests keep succeeding on the replica that is left.
+"""Failover with the gateway's default settings, on the real LiteLLM 1.108.7: Pulumi.prod.yaml's first vLLM
+block as three replicas (`replicas:`, one per GPU of one host; gateway settings all defaults), rendered
+by the program; one replica refuses connections, then another stops answering; requests keep succeeding
+on the replica that is left. Then prod's Ollama block as two replicas, one refusing.
 
 The figures (failed requests, time to recover, with and without the program's settings) are in
 benchmarks/failover.py; this test asserts the behaviour, not timings beyond the documented bound."""
@@ -37,7 +38,7 @@ def stack() -> ReplicaStack:
     prod = harness.stack_file("prod")
     if not prod.get("vllm"):
         pytest.skip("Pulumi.prod.yaml has no vLLM model")
-    return replica_stack({"vllm": prod["vllm"][:1], "gateway": {}}, count=3)
+    return replica_stack(prod["vllm"][0], "vllm", count=3)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,7 @@ def test_ollama_replicas_fail_over_too(tmp_path_factory: pytest.TempPathFactory,
     prod = harness.stack_file("prod")
     if not (prod.get("ollama") or {}).get("models"):
         pytest.skip("Pulumi.prod.yaml has no Ollama model")
-    stack = replica_stack({"ollama": prod["ollama"], "gateway": {}}, count=2, engine="ollama")
+    stack = replica_stack(prod["ollama"], "ollama", count=2)
     with deploy_replicas(stack, tmp_path_factory.mktemp("failover-ollama")) as replicas:
         replies = burst(replicas, 20)
         assert [r.status_code for r in replies] == [200] * 20 and len({served_by(r) for r in replies}) == 2
