@@ -189,12 +189,17 @@ def split_names(names: Sequence[str]) -> tuple[list[str], list[str]]:
     return sorted(dns), sorted(ips)
 
 
-def relay_api_base(address: str, route: RelayRoute, port: int = RELAY_PORT) -> str:
-    """The api_base the gateway gives LiteLLM for an engine behind a relay, e.g. `https://10.0.0.2:8443/qwen3/v1`."""
+def relay_url(address: str, name: str, port: int = RELAY_PORT) -> str:
+    """Where the gateway reaches one engine behind a relay: `https://10.0.0.2:8443/qwen3` (the engine's paths follow)."""
     host = _address(address, "relay address")
     if ":" in host:
         host = f"[{host}]"
-    return f"https://{host}:{port}/{route['name']}{API_BASE_SUFFIX[route['engine']]}"
+    return f"https://{host}:{int(port)}/{_require(_ROUTE_NAME, name, 'relay route name')}"
+
+
+def relay_api_base(address: str, route: RelayRoute, port: int = RELAY_PORT) -> str:
+    """The api_base the gateway gives LiteLLM for an engine behind a relay, e.g. `https://10.0.0.2:8443/qwen3/v1`."""
+    return relay_url(address, route["name"], port) + API_BASE_SUFFIX[route["engine"]]
 
 
 def _global_options(lines: Sequence[str]) -> list[str]:

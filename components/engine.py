@@ -9,6 +9,7 @@ every engine shares, so the gateway and the stack program treat all engines alik
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
+from urllib.parse import urlparse
 
 import pulumi
 import pulumi_docker as docker
@@ -68,6 +69,12 @@ class EngineServer(pulumi.ComponentResource):
     """The LiteLLM model entries that reach this server."""
     backend_keys: pulumi.Output[dict[str, str]]
     """Gateway env var name -> this server's API key (secret); empty for an engine without a key."""
+    component: str
+    """The engine (`vllm`, `ollama`, ...), known when the component is built."""
+    hostname: str
+    """Network alias of the container, known when the component is built."""
+    upstream: str
+    """`alias:port` of the engine on the stack's network (what a relay forwards to), known when the component is built."""
 
     def _build(
         self,
@@ -78,6 +85,8 @@ class EngineServer(pulumi.ComponentResource):
     ) -> None:
         """Creates the image, the retained volume, the key and the container (`self.container`, `self.data_volume`)."""
         self._container_name = description.container_name
+        self.component = description.component
+        self.hostname = description.hostname
         image = container.pinned_image(f"{name}-image", description.image, self)
         self.data_volume = container.retained_volume(
             f"{name}-{description.data_resource}", description.data_volume, description.component, self
@@ -133,6 +142,7 @@ class EngineServer(pulumi.ComponentResource):
         self, api_base: str, entries: list[LiteLLMModelEntry], key_env: Optional[str], **own: pulumi.Output[Any]
     ) -> None:
         """Sets the shared outputs (plus the engine's `own` ones) and registers them; call last in `__init__`."""
+        self.upstream = urlparse(api_base).netloc
         self.api_base = pulumi.Output.from_input(api_base)
         self.container_name = self.container.name
         self.model_entries = pulumi.Output.from_input(entries)

@@ -36,6 +36,10 @@ SECRET_LENGTH = 48
 # Plain envs: never fetch the price map from the internet (GPU hosts are often offline).
 PLAIN_ENVS = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 HOSTNAME = "litellm"
+# LiteLLM 1.108.7 (llms/custom_httpx/http_handler.py get_ssl_configuration) makes its TLS context from the file
+# SSL_CERT_FILE names, instead of certifi's bundle, for every engine call.
+SSL_CERT_FILE_ENV = "SSL_CERT_FILE"
+CA_CERT_PATH = "/etc/llmstack/stack-ca.pem"
 
 
 MAX_REPLICAS = 16
@@ -85,6 +89,9 @@ class LiteLLMProxyArgs(TypedDict):
     in front (the edge) can balance over them, and each is created once the one before it is healthy."""
     publish: NotRequired[bool]
     """Publish the port on the host (default true); false when a proxy on the network (the edge) publishes instead."""
+    ca_cert: NotRequired[pulumi.Input[str]]
+    """A CA certificate (PEM) the gateway trusts, and only it, for engines reached over TLS (relays on other hosts);
+    uploaded and named by SSL_CERT_FILE, which LiteLLM 1.108.7 uses instead of certifi's bundle."""
     metrics_port: NotRequired[int]
     """Turn on LiteLLM's Prometheus metrics, served without a key on this container port (4001 is usual) for
     Prometheus on the stack's network; never published on the host."""
@@ -206,9 +213,12 @@ class LiteLLMProxy(pulumi.ComponentResource):
                 REDIS_PASSWORD_ENV: redis_password,
             },
             args.get("backend_keys") or {},
-            metrics_envs,
+            {**metrics_envs, **({SSL_CERT_FILE_ENV: CA_CERT_PATH} if args.get("ca_cert") is not None else {})},
         )
         image = container.pinned_image(f"{name}-image", args.get("image") or IMAGE, self)
+        uploads = [docker.ContainerUploadArgs(file=CONFIG_PATH, content=self.config_yaml)]
+        if args.get("ca_cert") is not None:
+            uploads.append(docker.ContainerUploadArgs(file=CA_CERT_PATH, content=args["ca_cert"]))
         replicas = int(args.get("replicas") or 1)
         publish = args.get("publish", True)
         if replicas > 1 and publish:
@@ -234,7 +244,7 @@ class LiteLLMProxy(pulumi.ComponentResource):
                     ports=[docker.ContainerPortArgs(internal=PORT, external=port, ip=args.get("bind_address") or "127.0.0.1")]
                     if publish
                     else (),
-                    uploads=[docker.ContainerUploadArgs(file=CONFIG_PATH, content=self.config_yaml)],
+                    uploads=uploads,
                     # Prisma migrations at start exit when the database is not up yet, and run once: a replica is
                     # created after the one before it is healthy (how replacements roll is not settled yet).
                     depends_on=[db, cache, *self.replicas[-1:], *container.depends_on_of(opts)],

@@ -77,11 +77,15 @@ class VllmServerArgs(TypedDict):
     """Docker volume for the Hugging Face cache (default `<container name>-hf-cache`); it is retained on destroy."""
     name_prefix: NotRequired[str]
     """Prefix of the container and volume names (e.g. the stack name: `prod-qwen3`); the network alias stays the model name."""
+    container_name: NotRequired[str]
+    """Network alias (the host in `api_base`), and the container name after `name_prefix` (default: the served
+    model name); another name for each replica of one model on one network, e.g. `qwen3-gpu-02`."""
 
 
-def gateway_key_env(served_model_name: str) -> str:
-    """The gateway env var holding the key of the server for this model, e.g. `VLLM_QWEN3_API_KEY`."""
-    return key_env_name("vllm", served_model_name)
+def gateway_key_env(hostname: str) -> str:
+    """The gateway env var holding the key of the server with this network alias (by default the served model
+    name), e.g. `VLLM_QWEN3_API_KEY`."""
+    return key_env_name("vllm", hostname)
 
 
 def removed_flags_in(args: Sequence[str]) -> list[str]:
@@ -135,11 +139,12 @@ class VllmServer(EngineServer):
     def __init__(self, name: str, args: VllmServerArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("llmstack:index:VllmServer", name, {}, opts)
         served = args["served_model_name"]
-        container_name = container.docker_name(args.get("name_prefix"), served)
+        hostname = args.get("container_name") or served
+        container_name = container.docker_name(args.get("name_prefix"), hostname)
         description = EngineDescription(
             component="vllm",
             container_name=container_name,
-            hostname=served,
+            hostname=hostname,
             image=args.get("image") or IMAGE,
             command=serve_command(args),
             health_test=HEALTH_TEST,
@@ -156,11 +161,11 @@ class VllmServer(EngineServer):
             ipc_mode="host",
         )
         self._build(name, description, args["network_name"], opts)
-        key_env = gateway_key_env(served)
+        key_env = gateway_key_env(hostname)
         entry: LiteLLMModelEntry = {
             "model_name": served,
             "model": LITELLM_PREFIX + served,
-            "api_base": f"http://{served}:{PORT}/v1",
+            "api_base": f"http://{hostname}:{PORT}/v1",
             "mode": "chat",
             "api_key_env": key_env,
         }

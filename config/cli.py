@@ -17,6 +17,7 @@ from .plan import Plan, RecordedResource, masked, masked_envs, reveal, run_progr
 from .schema import StackConfig, resolve_host
 from .sites import host_of_provider
 from .source import from_stack_file
+from .placement import host_summary
 from .validation import CheckedStack, check_stack
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -41,11 +42,15 @@ def summary(path: Path, stack: StackConfig) -> str:
         blocks = spec.blocks(stack)
         if blocks:
             engines.append(f"{spec.key} x{len(blocks)}" if spec.many else spec.key)
-    return (
+    line = (
         f"{path}: ok: {len(stack.hosts)} host(s) ({', '.join(sorted(stack.hosts))}), "
         f"engines: {', '.join(engines) or 'none'}, {len(registry.model_locations(stack))} model(s), "
         f"{published}, {names}, {monitoring.summary(stack)}"
     )
+    # Where each engine and replica runs, once there is a choice: several hosts, or replicas.
+    if len(stack.hosts) > 1 or any(block.replicas for _, _, block in registry.blocks(stack)):
+        line += "\nengines per host:\n" + "\n".join(host_summary(stack))
+    return line
 
 
 def litellm_config(plan: Plan) -> dict[str, Any]:

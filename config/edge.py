@@ -27,6 +27,11 @@ class DeployedEdge:
     ca_cert_pem: Optional[pulumi.Output[str]]
 
 
+def needs_stack_ca(stack: StackConfig) -> bool:
+    """The edge serves a certificate from the stack CA."""
+    return stack.edge is not None and stack.edge.tls == "internal"
+
+
 def edge_domain(edge: Edge, client_address: str) -> str:
     """The name (or address) clients reach the edge at: the one given, else the gateway host's address."""
     return edge.domain or client_address
@@ -53,10 +58,15 @@ def ports(edge: Edge, extra_routes: Sequence[ExtraRoute] = ()) -> list[CaddyPort
 
 
 def deploy_edge(
-    stack: StackConfig, site: Site, upstreams: pulumi.Output[list[str]], name_prefix: str, extra_routes: Sequence[ExtraRoute] = ()
+    stack: StackConfig,
+    site: Site,
+    upstreams: pulumi.Output[list[str]],
+    name_prefix: str,
+    extra_routes: Sequence[ExtraRoute] = (),
+    ca: Optional[StackCA] = None,
 ) -> DeployedEdge:
-    """The CA (for `tls: internal`), the edge's certificate and the Caddy container in front of the gateway (and the
-    web UIs and dashboards of `extra_routes`, by path)."""
+    """The edge's certificate (from the stack CA `ca` with `tls: internal`) and the Caddy container in front of the
+    gateway (and the web UIs and dashboards of `extra_routes`, by path)."""
     edge = stack.edge
     assert edge is not None
     domain = edge_domain(edge, site.client_address)
@@ -83,7 +93,8 @@ def deploy_edge(
     ca_cert_pem = None
     opts = site.options()
     if edge.tls == "internal":
-        ca = StackCA("stack-ca", {}, opts=opts)
+        if ca is None:
+            raise ValueError("tls: internal needs the stack CA")
         ca_cert_pem = ca.cert_pem
         dns_names, ip_addresses = split_names([domain])
         certificate = ca.issue_server_certificate("edge", dns_names=dns_names, ip_addresses=ip_addresses)

@@ -36,9 +36,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from . import registry
+from .placement import placements
 from .errors import ConfigIssue, key_path
-from .schema import Host, StackConfig, resolve_host
+from .schema import Host, StackConfig
 
 CUDA_CONTEXT_MARGIN_GIB = 1.0
 VLLM_DEFAULT_UTILIZATION = 0.92  # vLLM's own default for --gpu-memory-utilization
@@ -60,7 +60,11 @@ class GpuService:
     vllm_name: Optional[str] = None  # set for a service sized as a fraction of the card (a vLLM entry's name)
 
     def key(self, name: str) -> str:
-        return key_path((*self.loc, name))
+        """The stack key of one of its settings; a replica has only its `host` and `gpus`, the rest is its block's."""
+        loc = self.loc
+        if name not in ("host", "gpus") and "replicas" in loc:
+            loc = loc[: loc.index("replicas")]
+        return key_path((*loc, name))
 
 
 @dataclass(frozen=True)
@@ -140,18 +144,19 @@ def gpu_services(stack: StackConfig) -> list[GpuService]:
 
     A service whose host cannot be resolved is left out: the host check reports it."""
     services = []
-    for spec, loc, block in registry.blocks(stack):
+    for placed in placements(stack):
+        block, host, loc = placed.block, placed.host, placed.loc
         if not block.gpus or (block.host is None and len(stack.hosts) > 1):
             continue
-        host = resolve_host(stack, block.host)
         if host not in stack.hosts:
             continue
-        if spec.measures_free_memory:
-            name = getattr(block, "name")
+        if placed.spec.measures_free_memory:
+            # Each replica is sized for its own GPUs: the plan's utilizations are keyed by its network alias.
+            name = block.hostname()
             utilization = getattr(block, "gpu_memory_utilization")
-            services.append(GpuService(spec.label(block), host, tuple(block.gpus), loc, utilization=utilization, vllm_name=name))
+            services.append(GpuService(placed.label, host, tuple(block.gpus), loc, utilization=utilization, vllm_name=name))
         else:
-            services.append(GpuService(spec.label(block), host, tuple(block.gpus), loc, vram_gib=getattr(block, "vram_gib")))
+            services.append(GpuService(placed.label, host, tuple(block.gpus), loc, vram_gib=getattr(block, "vram_gib")))
     return services
 
 
@@ -175,11 +180,13 @@ def shares_a_gpu(host: Host, a: Sequence[str], b: Sequence[str]) -> bool:
 
 def _placement_issues(stack: StackConfig, services: list[GpuService]) -> list[ConfigIssue]:
     issues = []
-    for spec, loc, block in registry.blocks(stack):
-        if not spec.measures_free_memory and not block.gpus and getattr(block, "vram_gib", None) is not None:
-            issues.append(
-                ConfigIssue(key_path((*loc, "vramGiB")), "vramGiB is set but the service runs on CPU (no gpus)", "add gpus: (all or device ids), or remove vramGiB")
-            )
+    for placed in placements(stack):
+        block, loc = placed.block, placed.loc
+        if not placed.spec.measures_free_memory and not block.gpus and getattr(block, "vram_gib", None) is not None:
+            where = (*loc[: loc.index("replicas")], "vramGiB") if "replicas" in loc else (*loc, "vramGiB")
+            issue = ConfigIssue(key_path(where), "vramGiB is set but the service runs on CPU (no gpus)", "add gpus: (all or device ids), or remove vramGiB")
+            if issue not in issues:
+                issues.append(issue)
     for service in services:
         host = stack.hosts[service.host]
         if host.gpus is None:
@@ -295,12 +302,17 @@ class _HostPlan:
         )
         vllms = [s for s in services if s.vllm_name is not None]
         fixes = []
+        fits: dict[str, Optional[float]] = {}  # replicas of one entry share its key: the smallest fit holds for all
         for v in vllms:
             largest = self.largest_fit(v)
+            key = v.key("gpuMemoryUtilization")
+            fits[key] = largest if key not in fits or largest is None or fits[key] is None else min(largest, fits[key])  # type: ignore[type-var]
+        labels = {v.key("gpuMemoryUtilization"): v.label for v in vllms}
+        for key, largest in fits.items():
             if largest is not None and largest >= 0.01:
-                fixes.append(f"set {v.key('gpuMemoryUtilization')} to {largest:.2f} or less (the largest that fits), or to auto")
+                fixes.append(f"set {key} to {largest:.2f} or less (the largest that fits), or to auto")
             else:
-                fixes.append(f"no gpuMemoryUtilization of {v.label} fits beside the others")
+                fixes.append(f"no gpuMemoryUtilization of {labels[key]} fits beside the others")
         engines = [s.label for s in services if s.vllm_name is None]
         if engines:
             fixes.append(f"lower the vramGiB of {', '.join(engines)}")
@@ -345,9 +357,12 @@ def plan(stack: StackConfig) -> GpuPlan:
     """The GPU plan of a validated stack config."""
     services = gpu_services(stack)
     issues = _placement_issues(stack, services)
-    utilizations: dict[str, Optional[float]] = {
-        v.name: v.gpu_memory_utilization if isinstance(v.gpu_memory_utilization, float) else None for v in stack.vllm
-    }
+    # Keyed by each vLLM container's network alias: every replica is sized for its own GPUs.
+    utilizations: dict[str, Optional[float]] = {}
+    for placed in placements(stack):
+        if placed.spec.measures_free_memory:
+            value = getattr(placed.block, "gpu_memory_utilization")
+            utilizations[placed.block.hostname()] = value if isinstance(value, float) else None
     rows: list[GpuRow] = []
     for name, host in sorted(stack.hosts.items()):
         on_host = [s for s in services if s.host == name]

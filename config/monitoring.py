@@ -31,6 +31,7 @@ from .deployment import DeployContext, EngineDeployment
 from .engine_ids import image_problem
 from .errors import ConfigIssue, key_path
 from .gpu_plan import GpuPlan
+from .placement import placements, remote_hosts
 from .registry import SectionSpec
 from .schema import Engine, Monitoring, StackConfig, resolve_host
 
@@ -100,17 +101,17 @@ class PlacedEngine:
 
 
 def placed_engines(context: DeployContext) -> list[PlacedEngine]:
-    """Every deployed engine with its section: the program deploys one engine per block, in registry order."""
-    blocks = registry.blocks(context.stack)
-    if len(blocks) != len(context.deployed):
-        raise ValueError(f"{len(context.deployed)} engines deployed for {len(blocks)} engine blocks")
-    return [PlacedEngine(spec, block, deployed) for (spec, _, block), deployed in zip(blocks, context.deployed)]
+    """Every deployed engine with its section: the program deploys one engine per placement, in placement order."""
+    placed = placements(context.stack)
+    if len(placed) != len(context.deployed):
+        raise ValueError(f"{len(context.deployed)} engines deployed for {len(placed)} engine placements")
+    return [PlacedEngine(p.spec, p.block, deployed) for p, deployed in zip(placed, context.deployed)]
 
 
 def gpu_hosts(stack: StackConfig) -> list[str]:
     """Hosts that get a GPU exporter: those listing GPUs, and those where a service asks for GPUs."""
     hosts = {name for name, host in stack.hosts.items() if host.gpus}
-    hosts |= {resolve_host(stack, block.host) for _, _, block in registry.blocks(stack) if block.gpus}
+    hosts |= {p.host for p in placements(stack) if p.block.gpus}
     return sorted(hosts & set(stack.hosts))
 
 
@@ -156,14 +157,14 @@ def engine_targets(
             "engine": engine.engine,
             "model": engine.server,
             "host": host,
-            "replica": ONLY_REPLICA,
+            "replica": engine.block.replica or ONLY_REPLICA,
             "address": reach(host, gateway_host, address_of(engine.deployment.server.api_base)),  # type: ignore[typeddict-item]
         }
         if engine.engine in PROBE_NEEDS_KEY:
             key_env = engine.block.gateway_key_env()
             if key_env is None:
                 raise ValueError(f"{engine.engine} needs its key for its health probe but has none")
-            name = f"{engine.engine}-{engine.server}".replace("/", "-")
+            name = f"{engine.engine}-{engine.block.hostname()}".replace("/", "-")
             credentials[name] = pulumi.Output.secret(engine.deployment.server.backend_keys.apply(lambda keys, env=key_env: keys[env]))
             target["bearer_token"] = name
         targets.append(target)
@@ -244,6 +245,13 @@ def monitoring_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
                 f"{name!r} is the name of a monitoring container",
                 f"choose another model name; monitoring uses {', '.join(HOSTNAMES)}",
             )
+    for host in remote_hosts(stack):
+        yield ConfigIssue(
+            key_path(("monitoring",)),
+            f"host {host!r} runs engines, but Prometheus runs on the gateway's host {gateway_host!r} and does not scrape "
+            "through a relay yet",
+            "turn llmstack:monitoring off for a stack spread over several hosts, or keep its engines on the gateway's host",
+        )
     if settings.gpu_exporter.enabled:
         for host in gpu_hosts(stack):
             if host != gateway_host:

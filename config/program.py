@@ -6,11 +6,14 @@ import pulumi
 
 from components.litellm import LiteLLMProxy, LiteLLMProxyArgs
 from components.model_entry import LiteLLMModelEntry, models_by_route
+from components.stack_ca import StackCA
 
-from . import monitoring, registry, webui
+from . import monitoring, webui
 from .deployment import DeployContext, EngineDeployment, name_prefix_of
-from .edge import deploy_edge, edge_domain, edge_url
+from .edge import deploy_edge, edge_domain, edge_url, needs_stack_ca
 from .errors import StackConfigError
+from .placement import placements, remote_hosts
+from .relay import deploy_relays
 from .schema import StackConfig
 from .sites import build_sites, site_of
 from .source import running_program_config
@@ -21,19 +24,27 @@ def _flatten(groups: list[list[LiteLLMModelEntry]]) -> list[LiteLLMModelEntry]:
     return [entry for group in groups for entry in group]
 
 
-def backend_keys(stack: StackConfig, engines: list[EngineDeployment]) -> dict[str, pulumi.Output[str]]:
-    """Gateway env -> engine key (secret), the names known from the stack: each env stays its own secret."""
-    names = [block.gateway_key_env() for _, _, block in registry.blocks(stack)]
+def backend_keys(
+    stack: StackConfig, engines: list[EngineDeployment], relay_keys: Optional[dict[str, pulumi.Output[str]]] = None
+) -> dict[str, pulumi.Output[str]]:
+    """Gateway env -> engine key (secret), the names known from the stack: each env stays its own secret; plus the keys
+    that only a relay checks (`relay_keys`)."""
+    names = [placed.block.gateway_key_env() for placed in placements(stack)]
     if len(names) != len(engines):
-        raise ValueError("the deployed engines do not match the stack's engine blocks")
+        raise ValueError("the deployed engines do not match the stack's engine placements")
     shared = sorted({name for name in names if name and names.count(name) > 1})
     if shared:  # validation refuses such a stack; a library caller gets the same refusal
         raise ValueError(f"two engines use the key env {shared[0]}")
-    return {
+    keys = {
         name: pulumi.Output.secret(engine.server.backend_keys.apply(lambda keys, name=name: keys[name]))
         for name, engine in zip(names, engines)
         if name
     }
+    for name, key in sorted((relay_keys or {}).items()):
+        if name in keys:
+            raise ValueError(f"the relay key env {name} is an engine's key env too")
+        keys[name] = key
+    return keys
 
 
 def gateway_args(
@@ -41,13 +52,14 @@ def gateway_args(
     engines: list[EngineDeployment],
     entries: pulumi.Output[list[LiteLLMModelEntry]],
     network_name: pulumi.Input[str],
+    relay_keys: Optional[dict[str, pulumi.Output[str]]] = None,
 ) -> LiteLLMProxyArgs:
     """LiteLLMProxy args from the `llmstack:gateway` section, the engines' model entries and their keys."""
     gw = stack.gateway
     args: LiteLLMProxyArgs = {
         "network_name": network_name,
         "models": entries,
-        "backend_keys": backend_keys(stack, engines),
+        "backend_keys": backend_keys(stack, engines, relay_keys),
         "settings": {
             "routing_strategy": gw.routing_strategy,
             "num_retries": gw.num_retries,
@@ -85,14 +97,20 @@ def deploy_stack(checked: CheckedStack) -> dict[str, Any]:
             f"the stack name {prefix!r} cannot start a Docker name. Fix: set llmstack:namePrefix to a name that starts with a letter or digit"
         )
     context = DeployContext(stack, build_sites(stack, prefix), checked.gpu_plan, prefix)
-    for spec, _, block in registry.blocks(stack):
-        context.deployed.append(spec.deploy(block, context))
+    for placed in placements(stack):
+        context.deployed.append(placed.spec.deploy(placed.block, context))
     engines = context.deployed
     site = site_of(stack, context.sites, stack.gateway.host)
-    entries = pulumi.Output.all(*[e.server.model_entries for e in engines]).apply(_flatten)
-    args = gateway_args(stack, engines, entries, site.network.name)
+    # One CA per stack signs the edge's and the relays' certificates.
+    ca = StackCA("stack-ca", {}, opts=site.options()) if needs_stack_ca(stack) or remote_hosts(stack) else None
+    relayed = deploy_relays(context, ca)
+    entries = pulumi.Output.all(*relayed.entries).apply(_flatten)
+    args = gateway_args(stack, engines, entries, site.network.name, relayed.keys)
     if prefix:
         args["name_prefix"] = prefix
+    if relayed.relays:
+        assert ca is not None
+        args["ca_cert"] = ca.cert_pem
     if stack.edge is not None:
         # The edge publishes; the replicas answer on the network only.
         args.update({"replicas": stack.gateway.replicas, "publish": False})
@@ -101,17 +119,18 @@ def deploy_stack(checked: CheckedStack) -> dict[str, Any]:
     url = edge_url(stack.edge, edge_domain(stack.edge, site.client_address)) if stack.edge is not None else None
     outputs.update(monitoring.deploy_monitoring(context, gateway, url))
     if stack.edge is not None:
-        edge = deploy_edge(stack, site, gateway.upstreams, prefix, [*monitoring.edge_routes(stack), *webui.edge_routes(stack)])
+        edge = deploy_edge(stack, site, gateway.upstreams, prefix, [*monitoring.edge_routes(stack), *webui.edge_routes(stack)], ca)
         outputs["gatewayUrl"] = pulumi.Output.from_input(url)
-        if edge.ca_cert_pem is not None:
-            outputs["caCertificate"] = edge.ca_cert_pem
     else:
         outputs["gatewayUrl"] = gateway.port.apply(lambda port: f"http://{site.client_address}:{port}")
+    if ca is not None:
+        # What clients (tls: internal) and anyone calling a relay trust.
+        outputs["caCertificate"] = ca.cert_pem
     return {
         **outputs,
         "masterKey": pulumi.Output.secret(gateway.master_key),
         "models": entries.apply(models_by_route),
-        "toolModels": entries.apply(lambda es: sorted(e["model_name"] for e in es if e.get("supports_function_calling"))),
+        "toolModels": entries.apply(lambda es: sorted({e["model_name"] for e in es if e.get("supports_function_calling")})),
         **webui.deploy(stack, context.sites, gateway, prefix, url),
     }
 

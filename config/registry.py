@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 # Stack keys other than the engine sections whose Pulumi config value is a JSON document.
 BASE_STRUCTURED_KEYS = ("hosts", "network", "gateway", "edge", "monitoring", "webui")
 EDGE_HOSTNAME = "edge"
+RELAY_HOSTNAME = "relay"
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,8 @@ def structured_keys() -> tuple[str, ...]:
 
 def reserved_names() -> tuple[str, ...]:
     """Network aliases of the stack's services (gateway and engines); a model may not take one (it becomes an alias too)."""
-    # The gateway, its replicas and the edge take these aliases on the stack's network.
-    names = [*gateway_hostnames(), *gateway_replica_hostnames(), EDGE_HOSTNAME]
+    # The gateway, its replicas, the edge and the relays take these aliases on the stack's network.
+    names = [*gateway_hostnames(), *gateway_replica_hostnames(), EDGE_HOSTNAME, RELAY_HOSTNAME]
     for spec in sections():
         names += spec.hostnames
     return tuple(names)

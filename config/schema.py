@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator
 from pydantic.alias_generators import to_camel
 
+from components.caddy import RELAY_PORT
 from components.litellm import MAX_REPLICAS
 from components.litellm_config import DEFAULT_SETTINGS, ROUTING_STRATEGIES
 
@@ -22,6 +23,7 @@ DURATION_PATTERN = r"^(\d+(h|m|s))+$"
 # A prefix for Docker names: empty (no prefix), or what a Docker name may start with.
 NAME_PREFIX_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,30})?$"
 DOCKER_SCHEMES = ("unix", "ssh", "tcp", "npipe")
+MAX_ENGINE_REPLICAS = 16
 
 
 
@@ -87,7 +89,11 @@ class Host(Section):
     ssh_opts: list[str] = Field(default_factory=list)
     gpus: Optional[list[Gpu]] = None
     address: Optional[str] = None
-    """Host name clients use to reach the gateway (default: the host of the Docker URL, or localhost)."""
+    """Host name clients use to reach the gateway (default: the host of the Docker URL, or localhost); on a host
+    that runs engines but not the gateway, where the gateway reaches its relay (the relay's port is bound to it
+    when it is an IP address)."""
+    relay_port: int = Field(default=RELAY_PORT, ge=1, le=65535)
+    """The TLS port of the relay on a host that runs engines but not the gateway; open it to the gateway's host."""
 
     @field_validator("docker")
     @classmethod
@@ -135,12 +141,36 @@ class Network(Section):
             raise problem(f"{value!r} is not a subnet", "write a CIDR block such as 192.168.0.0/24") from None
 
 
+class Replica(Section):
+    """One copy of an engine block: its own container and its own LiteLLM deployment under the same model names."""
+
+    host: Optional[str] = None
+    gpus: GpuSelection = None
+
+
 class Engine(Section):
     """What every engine block (a section, or one entry of a list section) has: where it runs and on which GPUs."""
 
     host: Optional[str] = None
     image: Optional[str] = None
     gpus: GpuSelection = None
+    replicas: Optional[list[Replica]] = Field(default=None, min_length=1, max_length=MAX_ENGINE_REPLICAS)
+    """Instead of `host` and `gpus`: one container per replica, each on its host and GPUs (config/placement.py)."""
+    _replica: str = PrivateAttr(default="")
+    """Set on the copy of a block that stands for one of its replicas: the suffix of its names (see config/placement.py)."""
+
+    @property
+    def replica(self) -> str:
+        """The replica suffix of this placed block (`gpu-02`), or "" for the block's plain names."""
+        return self._replica
+
+    def base_hostname(self) -> str:
+        """The engine's network alias without a replica suffix: its container name (`ollama`) or model name (vLLM)."""
+        raise NotImplementedError
+
+    def hostname(self) -> str:
+        """The network alias (and, after the stack's prefix, the container name) of this placed block: `qwen3-gpu-02`."""
+        return f"{self.base_hostname()}-{self._replica}" if self._replica else self.base_hostname()
 
     def model_names(self) -> list[tuple[str, tuple]]:
         """The model names this block declares, each with its location inside the block."""

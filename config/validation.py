@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError
 
-from . import gpu_plan, monitoring, registry, webui
+from . import gpu_plan, monitoring, placement, registry, webui
 from .errors import ConfigIssue, StackConfigError, key_path
 from .gpu_plan import GpuPlan
 from .registry import model_locations
@@ -173,11 +173,12 @@ def _name_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
     # An engine's name may also name the gateway env holding its key (VLLM_<NAME>_API_KEY): names that
     # differ only in case or punctuation would share that env, and the gateway could not be given both keys.
     envs: dict[str, tuple[str, tuple]] = {}
-    for spec, loc, block in registry.blocks(stack):
+    for placed in placement.placements(stack):
+        spec, loc, block = placed.spec, placed.loc, placed.block
         env = block.gateway_key_env()
         if env is None:
             continue
-        name, where = (getattr(block, "name"), (*loc, "name")) if spec.many else (spec.key, loc)
+        name, where = block.hostname(), ((*loc, "name") if spec.many and not block.replica else loc)
         other = envs.setdefault(env, (name, where))
         if other[0] != name:  # the same name twice is reported as a duplicate above
             yield ConfigIssue(
@@ -193,7 +194,7 @@ def _host_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
         if host.ssh_opts and not host.docker.startswith("ssh://"):
             yield ConfigIssue(key_path(("hosts", name, "sshOpts")), "sshOpts apply to ssh:// hosts only", "remove sshOpts or use an ssh:// URL")
     placements: list[tuple[tuple, Optional[str]]] = [(("gateway", "host"), stack.gateway.host)]
-    placements += [((*loc, "host"), block.host) for _, loc, block in registry.blocks(stack)]
+    placements += placement.host_locations(stack)
     names = sorted(stack.hosts)
     for loc, host in placements:
         if host is not None and host not in stack.hosts:
@@ -202,14 +203,6 @@ def _host_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
             yield ConfigIssue(key_path(loc), f"unknown host {host!r}", f"{hint}use one of the hosts under llmstack:hosts: {', '.join(names)}")
         elif host is None and len(names) > 1:
             yield ConfigIssue(key_path(loc), "several hosts are configured, so the host must be named", f"add `host:` with one of: {', '.join(names)}")
-    gateway_host = resolve_host(stack, stack.gateway.host)
-    for loc, host in placements[1:]:
-        if host in stack.hosts and host != gateway_host:
-            yield ConfigIssue(
-                key_path(loc),
-                f"runs on {host!r} but the gateway runs on {gateway_host!r}; engines reach the gateway over one Docker network",
-                "put every service on the gateway's host (spreading over hosts is not supported yet)",
-            )
 
 
 def _gateway_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
@@ -301,6 +294,8 @@ CHECKS = (
     Check(_secret_value_issues, ("masterKey",)),
     Check(_name_issues, (ENGINES,)),
     Check(_host_issues, ("hosts", "gateway", ENGINES)),
+    Check(placement.replica_issues, ("hosts", "gateway", ENGINES)),
+    Check(placement.relay_issues, ("hosts", "gateway", ENGINES)),
     Check(_gateway_issues, ("gateway", ENGINES)),
     Check(_section_issues, (ENGINES,)),
     Check(_edge_issues, ("gateway", "edge")),

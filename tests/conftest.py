@@ -12,7 +12,7 @@ if str(ROOT) not in sys.path:
 from config.plan import Plan, run_program  # noqa: E402
 from config.source import from_stack_file  # noqa: E402
 
-STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))
+STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml")) + sorted((ROOT / "examples").glob("Pulumi.*.yaml"))
 
 
 @pytest.fixture(scope="session")

@@ -114,8 +114,10 @@ def one(plan: Plan, name: str):
 
 
 def network_name(plan: Plan) -> str:
-    [network] = plan.of_type(NETWORK)
-    return network.inputs["name"]
+    """The stack network's name: one network per host, each under the same name."""
+    names = {network.inputs["name"] for network in plan.of_type(NETWORK)}
+    [name] = names
+    return name
 
 
 def secret_values(plan: Plan) -> Iterator[str]:
@@ -132,6 +134,13 @@ def secret_values(plan: Plan) -> Iterator[str]:
 def test_only_the_gateway_or_the_edge_publishes_a_port(stack):
     raw, plan = stack
     published = {c.inputs["name"]: reveal(c.inputs.get("ports")) for c in containers(plan) if c.inputs.get("ports")}
+    # A host with engines away from the gateway publishes its relay (TLS, keys checked) on its address, and nothing else.
+    relays = [c for c in of_component(plan, "caddy") if c.name.startswith("relay-")]
+    for relay in relays:
+        host = raw["hosts"][relay.name.removeprefix("relay-")]
+        assert [(p["internal"], p["external"], p["ip"]) for p in published.pop(relay.inputs["name"])] == [
+            (8443, host.get("relayPort", 8443), host["address"])
+        ]
     # Without an edge, the UIs are on the host's loopback only.
     for resource in containers(plan):
         if component(resource) in LOOPBACK_UIS and resource.inputs.get("ports"):
@@ -141,7 +150,7 @@ def test_only_the_gateway_or_the_edge_publishes_a_port(stack):
             published.pop(resource.inputs["name"])
     if "edge" in raw:
         # The edge alone publishes (HTTPS, plus HTTP for ACME; HTTP alone with tls off); the replicas answer on the network.
-        [edge] = of_component(plan, "caddy")
+        [edge] = [c for c in of_component(plan, "caddy") if c not in relays]
         assert list(published) == [edge.inputs["name"]], published
         tls = raw["edge"].get("tls", "internal")
         expected = {"off": [80], "internal": [443], "acme": [443, 80]}[tls]
@@ -226,7 +235,14 @@ def test_every_engine_requires_its_key_and_the_gateway_holds_it(stack):
         e["litellm_params"]["api_base"]: e["litellm_params"].get("api_key", "").removeprefix("os.environ/")
         for e in gateway_config["model_list"]
     }
-    expected = {"vllm": len(raw.get("vllm") or []), "infinity": int("infinity" in raw), "speaches": int("speaches" in raw)}
+    def count(block) -> int:  # one container per replica
+        return len(block.get("replicas") or [None])
+
+    expected = {
+        "vllm": sum(count(entry) for entry in raw.get("vllm") or []),
+        "infinity": count(raw["infinity"]) if "infinity" in raw else 0,
+        "speaches": count(raw["speaches"]) if "speaches" in raw else 0,
+    }
     for engine, key_env in ENGINE_KEY_ENVS.items():
         servers = of_component(plan, engine)
         assert len(servers) == expected[engine], engine
@@ -235,7 +251,8 @@ def test_every_engine_requires_its_key_and_the_gateway_holds_it(stack):
             assert key, f"{server.inputs['name']} has no {key_env}"
             assert is_secret(server.inputs["envs"])
             [alias] = reveal(server.inputs["networksAdvanced"])[0]["aliases"]
-            gateway_env = next(env for base, env in key_env_of_base.items() if f"//{alias}:" in base)
+            # Reached on the stack network by its alias, or through its host's relay at /<alias>/.
+            gateway_env = next(env for base, env in key_env_of_base.items() if f"//{alias}:" in base or f"/{alias}/" in base + "/")
             assert gateway_env and gateway_envs[gateway_env] == key, f"the gateway does not hold the key of {alias}"
     # Ollama has no key: no model entry pointing at it carries one.
     for base, env in key_env_of_base.items():

@@ -77,6 +77,9 @@ class TeiModelSection(Section):
 class Tei(SharedEngine):
     models: list[TeiModelSection] = Field(min_length=1, max_length=1)
 
+    def base_hostname(self) -> str:
+        return "tei"
+
     def gateway_key_env(self) -> Optional[str]:
         return key_env_name("tei", "")
 

@@ -25,8 +25,11 @@ class InfinityModel(Section):
 class Infinity(SharedEngine):
     models: list[InfinityModel] = Field(min_length=1)
 
+    def base_hostname(self) -> str:
+        return infinity_facts.CONTAINER_NAME
+
     def gateway_key_env(self) -> Optional[str]:
-        return infinity_facts.gateway_key_env(infinity_facts.CONTAINER_NAME)
+        return infinity_facts.gateway_key_env(self.hostname())
 
 
 def value_issues(section: Infinity, loc: tuple, stack: StackConfig) -> Iterator[ConfigIssue]:
@@ -44,6 +47,8 @@ def server_args(section: Infinity, context: DeployContext) -> InfinityServerArgs
     }
     if context.name_prefix:
         args["name_prefix"] = context.name_prefix
+    if section.replica:
+        args["container_name"] = section.hostname()
     args.update(image_and_gpus(section))  # type: ignore[typeddict-item]
     if context.hf_token is not None:
         args["hf_token"] = context.hf_token
@@ -52,7 +57,7 @@ def server_args(section: Infinity, context: DeployContext) -> InfinityServerArgs
 
 def deploy(section: Infinity, context: DeployContext) -> EngineDeployment:
     """The InfinityServer of the stack."""
-    return context.place(section, lambda opts: InfinityServer("infinity", server_args(section, context), opts=opts))
+    return context.place(section, lambda opts: InfinityServer(section.hostname(), server_args(section, context), opts=opts))
 
 
 SECTION = register(

@@ -42,6 +42,9 @@ class Ollama(SharedEngine):
             raise problem(f"{bad} are not Ollama settings", "use OLLAMA_* variables such as OLLAMA_KEEP_ALIVE")
         return value
 
+    def base_hostname(self) -> str:
+        return ollama_facts.CONTAINER_NAME
+
     def gateway_key_env(self) -> Optional[str]:
         return None  # Ollama has no authentication
 
@@ -76,13 +79,15 @@ def server_args(section: Ollama, context: DeployContext) -> OllamaServerArgs:
     }
     if context.name_prefix:
         args["name_prefix"] = context.name_prefix
+    if section.replica:
+        args["container_name"] = section.hostname()
     args.update(image_and_gpus(section))  # type: ignore[typeddict-item]
     return args
 
 
 def deploy(section: Ollama, context: DeployContext) -> EngineDeployment:
     """The OllamaServer of the stack."""
-    return context.place(section, lambda opts: OllamaServer("ollama", server_args(section, context), opts=opts))
+    return context.place(section, lambda opts: OllamaServer(section.hostname(), server_args(section, context), opts=opts))
 
 
 SECTION = register(

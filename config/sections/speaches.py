@@ -26,8 +26,11 @@ class SpeachesModel(Section):
 class Speaches(SharedEngine):
     models: list[SpeachesModel] = Field(min_length=1)
 
+    def base_hostname(self) -> str:
+        return speaches_facts.CONTAINER_NAME
+
     def gateway_key_env(self) -> Optional[str]:
-        return speaches_facts.gateway_key_env(speaches_facts.CONTAINER_NAME)
+        return speaches_facts.gateway_key_env(self.hostname())
 
 
 def value_issues(section: Speaches, loc: tuple, stack: StackConfig) -> Iterator[ConfigIssue]:
@@ -51,6 +54,8 @@ def server_args(section: Speaches, context: DeployContext) -> SpeachesServerArgs
     }
     if context.name_prefix:
         args["name_prefix"] = context.name_prefix
+    if section.replica:
+        args["container_name"] = section.hostname()
     args.update(image_and_gpus(section))  # type: ignore[typeddict-item]
     if context.hf_token is not None:
         args["hf_token"] = context.hf_token
@@ -59,7 +64,7 @@ def server_args(section: Speaches, context: DeployContext) -> SpeachesServerArgs
 
 def deploy(section: Speaches, context: DeployContext) -> EngineDeployment:
     """The SpeachesServer of the stack."""
-    return context.place(section, lambda opts: SpeachesServer("speaches", server_args(section, context), opts=opts))
+    return context.place(section, lambda opts: SpeachesServer(section.hostname(), server_args(section, context), opts=opts))
 
 
 SECTION = register(

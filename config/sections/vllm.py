@@ -49,8 +49,11 @@ class Vllm(Engine):
     def model_names(self) -> list[tuple[str, tuple]]:
         return [(self.name, ("name",))]
 
+    def base_hostname(self) -> str:
+        return self.name
+
     def gateway_key_env(self) -> Optional[str]:
-        return vllm_facts.gateway_key_env(self.name)
+        return vllm_facts.gateway_key_env(self.hostname())
 
 
 def value_issues(entry: Vllm, loc: tuple, stack: StackConfig) -> Iterator[ConfigIssue]:
@@ -95,10 +98,12 @@ def server_args(entry: Vllm, context: DeployContext) -> VllmServerArgs:
     }
     if context.name_prefix:
         args["name_prefix"] = context.name_prefix
+    if entry.replica:
+        args["container_name"] = entry.hostname()
     args.update(image_and_gpus(entry))  # type: ignore[typeddict-item]
     optional = {
         # `auto` is sized by the GPU plan.
-        "gpu_memory_utilization": context.gpu_plan.utilizations.get(entry.name),
+        "gpu_memory_utilization": context.gpu_plan.utilizations.get(entry.hostname()),
         "tensor_parallel_size": entry.tensor_parallel_size,
         "max_model_len": entry.max_model_len,
         "reasoning_parser": entry.reasoning_parser,
@@ -113,7 +118,7 @@ def server_args(entry: Vllm, context: DeployContext) -> VllmServerArgs:
 
 def deploy(entry: Vllm, context: DeployContext) -> EngineDeployment:
     """A VllmServer for one entry; it starts after the services sharing its GPUs (it measures free memory at start)."""
-    return context.place(entry, lambda opts: VllmServer(entry.name, server_args(entry, context), opts=opts), measures_free_memory=True)
+    return context.place(entry, lambda opts: VllmServer(entry.hostname(), server_args(entry, context), opts=opts), measures_free_memory=True)
 
 
 SECTION = register(

@@ -1,0 +1,124 @@
+"""The relays: on each host that runs engines but not the gateway, one Caddy (components/caddy.py) in front of them.
+
+Engines never publish a port. The relay publishes one (`llmstack:hosts.<host>.relayPort`, 8443) on the host's
+address, serves a certificate from the stack CA (the gateway trusts that CA alone), and forwards to each engine
+on its host only the paths LiteLLM calls, after checking that engine's bearer key. An engine without a key of
+its own (Ollama) gets a generated one that only the relay checks. The gateway's model entries for an engine
+behind a relay point at it: `https://10.0.0.2:8443/qwen3/v1`.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+
+from components import container
+from components.caddy import RELAY_PORT, CaddyProxy, CaddyProxyArgs, RelayRoute, relay_url, render_relay_caddyfile, split_names, tls_files
+from components.model_entry import LiteLLMModelEntry, key_env_name
+from components.stack_ca import StackCA
+
+from .deployment import DeployContext, EngineDeployment
+from .placement import Placement, placements, remote_hosts
+from .registry import RELAY_HOSTNAME
+
+
+@dataclass
+class Relayed:
+    """What the gateway needs from the relays: each engine's model entries (pointing at its relay when it has one),
+    in placement order, and the keys that only a relay checks (gateway env -> key, secret)."""
+
+    entries: list[pulumi.Output[list[LiteLLMModelEntry]]]
+    keys: dict[str, pulumi.Output[str]] = field(default_factory=dict)
+    relays: dict[str, CaddyProxy] = field(default_factory=dict)
+    """The relay of each remote host."""
+
+
+def relay_key_env(route: str) -> str:
+    """The relay container's env holding the key of the engine at `/<route>/`: `KEY_QWEN3_GPU_02`."""
+    return "KEY_" + "".join(ch if ch.isalnum() else "_" for ch in route).upper()
+
+
+def keyless_engine_env(server_component: str, hostname: str) -> str:
+    """The gateway env of the key a relay requires in front of an engine without one (Ollama): `OLLAMA_API_KEY`,
+    `OLLAMA_OLLAMA_GPU_02_API_KEY` (the same form as the other engines' envs)."""
+    return key_env_name(server_component, "" if hostname == server_component else hostname)
+
+
+def relayed_entries(entries: Sequence[LiteLLMModelEntry], upstream: str, base: str, key_env: str) -> list[LiteLLMModelEntry]:
+    """The entries of an engine at `http://<upstream>...`, pointed at `base` (its relay URL) with the relay's key env."""
+    origin = f"http://{upstream}"
+    moved: list[LiteLLMModelEntry] = []
+    for entry in entries:
+        api_base = entry["api_base"]
+        if api_base != origin and not api_base.startswith(origin + "/"):
+            raise ValueError(f"model {entry['model_name']!r}: api_base {api_base!r} is not on the engine's upstream {upstream!r}")
+        moved.append({**entry, "api_base": base + api_base[len(origin):], "api_key_env": key_env})
+    return moved
+
+
+def _bind_ip(address: str) -> str:
+    # The port is bound to the address the gateway dials when it is an IP; a DNS name could resolve to anything.
+    _, ips = split_names([address])
+    return ips[0] if ips else "0.0.0.0"
+
+
+def deploy_relays(context: DeployContext, ca: StackCA | None) -> Relayed:
+    """A relay on every host that runs engines but not the gateway, and the gateway's view of every engine."""
+    stack = context.stack
+    placed: list[Placement] = placements(stack)
+    if len(placed) != len(context.deployed):
+        raise ValueError(f"{len(context.deployed)} engines deployed for {len(placed)} engine placements")
+    remote = set(remote_hosts(stack))
+    if remote and ca is None:
+        raise ValueError("engines on other hosts than the gateway's need the stack CA for their relays")
+    relayed = Relayed(entries=[deployed.server.model_entries for deployed in context.deployed])
+    for host in sorted(remote):
+        config = stack.hosts[host]
+        address = config.client_address()
+        routes: list[RelayRoute] = []
+        secret_envs: dict[str, pulumi.Input[str]] = {}
+        for index, (placement, deployed) in enumerate(zip(placed, context.deployed)):
+            if placement.host != host:
+                continue
+            route_name, key_env, key = _engine_key(placement, deployed, relayed)
+            route: RelayRoute = {
+                "name": route_name,
+                "engine": deployed.server.component,
+                "upstream": deployed.server.upstream,
+                "key_env": relay_key_env(route_name),
+            }
+            routes.append(route)
+            secret_envs[route["key_env"]] = key
+            base = relay_url(address, route_name, config.relay_port)
+            relayed.entries[index] = deployed.server.model_entries.apply(
+                lambda entries, upstream=deployed.server.upstream, base=base, env=key_env: relayed_entries(entries, upstream, base, env)
+            )
+        assert ca is not None
+        dns_names, ip_addresses = split_names([address])
+        certificate = ca.issue_server_certificate(f"relay-{host}", dns_names=dns_names, ip_addresses=ip_addresses)
+        args: CaddyProxyArgs = {
+            "network_name": context.sites[host].network.name,
+            "caddyfile": render_relay_caddyfile(routes, server_name=address, port=RELAY_PORT),
+            "files": tls_files(certificate.cert_pem, certificate.private_key_pem),
+            "secret_envs": secret_envs,
+            "ports": [{"internal": RELAY_PORT, "external": config.relay_port, "ip": _bind_ip(address)}],
+            "hostname": RELAY_HOSTNAME,
+        }
+        if context.name_prefix:
+            args["name_prefix"] = context.name_prefix
+        relayed.relays[host] = CaddyProxy(f"relay-{host}", args, opts=context.sites[host].options())
+    return relayed
+
+
+def _engine_key(placement: Placement, deployed: EngineDeployment, relayed: Relayed) -> tuple[str, str, pulumi.Output[str]]:
+    """The route name of an engine behind a relay, the gateway env of its key, and the key (secret)."""
+    server = deployed.server
+    route_name = server.hostname.lower()
+    key_env = placement.block.gateway_key_env()
+    if key_env is not None:
+        return route_name, key_env, pulumi.Output.secret(server.backend_keys.apply(lambda keys, env=key_env: keys[env]))
+    key_env = keyless_engine_env(server.component, server.hostname)
+    # A child of the engine: it goes when the engine goes, and nothing else changes it.
+    key = container.generated_secret(f"{server.hostname}-relay-key", server)
+    relayed.keys[key_env] = key
+    return route_name, key_env, key
