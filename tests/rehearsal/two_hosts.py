@@ -171,6 +171,8 @@ class Failover:
                 f"after the first detection interval of {self.detection_interval:g}s), time to recover "
                 f"{self.time_to_recover:.2f}s; latency median before {statistics.median(before) if before else 0:.3f}s, "
                 f"after {statistics.median(after) if after else 0:.3f}s, worst after {worst:.2f}s"
+                + (f"; failed at {', '.join(f'+{r.started - self.stopped_at:.1f}s' for r in self.failed)} after the stop"
+                   if self.failed else "")
                 + (f"; errors: {errors[:3]}" if errors else ""))
 
 
