@@ -173,7 +173,7 @@ class Failover:
                 f"after {statistics.median(after) if after else 0:.3f}s, worst after {worst:.2f}s"
                 + (f"; failed at {', '.join(f'+{r.started - self.stopped_at:.1f}s' for r in self.failed)} after the stop"
                    if self.failed else "")
-                + (f"; errors: {errors[:3]}" if errors else ""))
+                + (f"; errors: {errors[:2]}" if errors else ""))
 
 
 @dataclass
@@ -305,7 +305,7 @@ def chat_once(url: str, key: str) -> tuple[bool, str]:
     except Exception as e:  # noqa: BLE001 - a failed request is a data point
         return False, type(e).__name__
     if answer.status_code != 200:
-        return False, f"HTTP {answer.status_code}: {answer.text[:120]}"
+        return False, f"HTTP {answer.status_code}: {answer.text[:400]}"
     return True, ""
 
 
