@@ -72,6 +72,8 @@ ENGINE_PATHS: dict[str, tuple[str, ...]] = {
     # ollama_chat/: /api/chat; /api/show for model info, /api/tags for model listing.
     "ollama": ("/api/chat", "/api/show", "/api/tags"),
 }
+# A route of this kind forwards nothing for the gateway, only its monitoring path (a GPU exporter on the host).
+MONITOR_ONLY = "dcgm"
 # What LiteLLM expects at the end of each engine's api_base.
 API_BASE_SUFFIX: dict[str, str] = {"vllm": "/v1", "infinity": "", "speaches": "/v1", "ollama": ""}
 # Ollama checks no key: the relay checks it and does not pass it on. The others check it again themselves.
@@ -96,6 +98,9 @@ class RelayRoute(TypedDict):
     """`host:port` of the engine on the relay's Docker network, e.g. `qwen3:8000`."""
     key_env: str
     """Env var of the relay container holding the engine's bearer key (passed as a secret env)."""
+    monitor_path: NotRequired[str]
+    """The one path Prometheus may reach (`/metrics`, or the health path a probe asks for), with the relay's
+    monitoring key instead of the engine's; the engine then gets its own key, never the monitoring one."""
 
 
 class ExtraRoute(TypedDict):
@@ -240,36 +245,54 @@ def _check_routes(routes: Sequence[RelayRoute]) -> None:
         raise ValueError(f"relay route names must be unique: {sorted(names)}")
     for r in routes:
         _require(_ROUTE_NAME, r["name"], "relay route name")
-        if r["engine"] not in ENGINE_PATHS:
-            raise ValueError(f"relay route {r['name']!r}: engine {r['engine']!r} is not one of {sorted(ENGINE_PATHS)}")
+        if r["engine"] not in ENGINE_PATHS and r["engine"] != MONITOR_ONLY:
+            raise ValueError(f"relay route {r['name']!r}: engine {r['engine']!r} is not one of {sorted([*ENGINE_PATHS, MONITOR_ONLY])}")
+        if r["engine"] == MONITOR_ONLY and "monitor_path" not in r:
+            raise ValueError(f"relay route {r['name']!r}: a {MONITOR_ONLY} route needs its monitor_path")
+        if "monitor_path" in r:
+            _require(_PATH, r["monitor_path"], f"relay route {r['name']!r}: monitor_path")
         _require(_UPSTREAM, r["upstream"], f"relay route {r['name']!r}: upstream")
         _require(_ENV_NAME, r["key_env"], f"relay route {r['name']!r}: key_env")
 
 
-def _relay_route(route: RelayRoute) -> list[str]:
-    key = f"{{env.{route['key_env']}}}"
-    lines = [
-        f"handle_path /{route['name']}/* {{",
-        # An unset or empty key env refuses everything (HTTP/2 keeps a bare `Bearer ` header untrimmed).
-        f'\t@unauthorized not expression `{key} != "" && {{http.request.header.Authorization}} == "Bearer " + {key}`',
-        f"\t@gateway path {' '.join(ENGINE_PATHS[route['engine']])}",
-        # `route` keeps this order: the key first, then the allowed paths, then a refusal.
-        "\troute {",
-        '\t\trespond @unauthorized "missing or wrong key" 401',
-        f"\t\treverse_proxy @gateway {route['upstream']} {{",
+def _bearer_check(key_env: str) -> str:
+    key = f"{{env.{key_env}}}"
+    # An unset or empty key env refuses everything (HTTP/2 keeps a bare `Bearer ` header untrimmed).
+    return f'`{key} != "" && {{http.request.header.Authorization}} == "Bearer " + {key}`'
+
+
+def _proxy(route: RelayRoute, matcher: str, authorization: list[str]) -> list[str]:
+    return [
+        f"\t\treverse_proxy {matcher} {route['upstream']} {{",
         "\t\t\tflush_interval -1",
-    ]
-    if route["engine"] in STRIP_AUTHORIZATION:
-        lines.append("\t\t\theader_up -Authorization")
-    lines += [
+        *(f"\t\t\t{line}" for line in authorization),
         "\t\t\ttransport http {",
         f"\t\t\t\tdial_timeout {DIAL_TIMEOUT}",
         "\t\t\t}",
         "\t\t}",
-        '\t\trespond "not forwarded" 403',
-        "\t}",
-        "}",
     ]
+
+
+def _relay_route(route: RelayRoute, monitor_key_env: Optional[str]) -> list[str]:
+    lines = [f"handle_path /{route['name']}/* {{"]
+    monitored = monitor_key_env is not None and "monitor_path" in route
+    if monitored:
+        assert monitor_key_env is not None
+        lines += ["\t@monitor {", f"\t\tpath {route['monitor_path']}", f"\t\texpression {_bearer_check(monitor_key_env)}", "\t}"]
+    paths = ENGINE_PATHS.get(route["engine"], ())
+    lines.append(f"\t@unauthorized not expression {_bearer_check(route['key_env'])}")
+    if paths:
+        lines.append(f"\t@gateway path {' '.join(paths)}")
+    # `route` keeps this order: Prometheus with the monitoring key on its one path, then the engine's key,
+    # then the gateway's paths, then a refusal.
+    lines.append("\troute {")
+    own_key = "-Authorization" if route["engine"] in STRIP_AUTHORIZATION | {MONITOR_ONLY} else f'Authorization "Bearer {{env.{route["key_env"]}}}"'
+    if monitored:
+        lines += _proxy(route, "@monitor", [f"header_up {own_key}"])
+    lines.append('\t\trespond @unauthorized "missing or wrong key" 401')
+    if paths:
+        lines += _proxy(route, "@gateway", ["header_up -Authorization"] if route["engine"] in STRIP_AUTHORIZATION else [])
+    lines += ['\t\trespond "not forwarded" 403', "\t}", "}"]
     return lines
 
 
@@ -281,17 +304,21 @@ def render_relay_caddyfile(
     cert_file: str = CERT_FILE,
     key_file: str = KEY_FILE,
     health_port: int = HEALTH_PORT,
+    monitor_key_env: Optional[str] = None,
 ) -> str:
     """The relay's Caddyfile: TLS on `port`, `/<route>/<path>` forwarded to the engine after its key is checked.
 
     `server_name` is the host address the gateway dials (in the certificate): the certificate Caddy picks for
-    a client that sends no SNI, as clients do for an IP address.
+    a client that sends no SNI, as clients do for an IP address. With `monitor_key_env`, each route's
+    `monitor_path` is forwarded to a request bearing that env's key (Prometheus on the gateway's host).
     """
     _check_routes(routes)
+    if monitor_key_env is not None:
+        _require(_ENV_NAME, monitor_key_env, "monitor_key_env")
     lines = _global_options(["auto_https off", f"default_sni {_address(server_name, 'relay server_name')}"])
     lines += [f"https://:{int(port)} {{", f"\ttls {cert_file} {key_file}", *_request_body()]
     for route in sorted(routes, key=lambda r: r["name"]):
-        lines += _indent(_relay_route(route), 1)
+        lines += _indent(_relay_route(route, monitor_key_env), 1)
     lines += ["\thandle {", '\t\trespond "unknown engine" 404', "\t}", "}"]
     lines += _health_site(health_port)
     return "\n".join(lines) + "\n"

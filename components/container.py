@@ -79,8 +79,9 @@ def container_envs(
     return envs
 
 
-def generated_secret(resource_name: str, parent: pulumi.Resource, length: int = 40) -> pulumi.Output[str]:
-    """A random key kept in state; its inputs are ignored once created, so no later change rotates it."""
+def generated_secret(resource_name: str, parent: Optional[pulumi.Resource], length: int = 40) -> pulumi.Output[str]:
+    """A random key kept in state (a child of `parent`, or of the stack); its inputs are ignored once created, so no
+    later change rotates it."""
     password = random.RandomPassword(
         resource_name,
         length=length,
@@ -141,7 +142,7 @@ def service_container(
     resource_name: str,
     *,
     parent: pulumi.Resource,
-    container_name: str,
+    container_name: pulumi.Input[str],
     image: docker.RemoteImage,
     network_name: pulumi.Input[str],
     aliases: Sequence[str],
@@ -155,8 +156,18 @@ def service_container(
     uploads: Sequence[docker.ContainerUploadArgs] = (),
     ipc_mode: Optional[str] = None,
     depends_on: Sequence[pulumi.Resource] = (),
+    instance: Optional[str] = None,
+    create_before_delete: bool = False,
+    drain_seconds: Optional[int] = None,
 ) -> docker.Container:
-    """The long-running container of a service: restarted unless stopped, `pulumi up` waits until it is healthy."""
+    """The long-running container of a service: restarted unless stopped, `pulumi up` waits until it is healthy.
+
+    A replacement deletes the old container first (its fixed name and published ports could not be taken twice),
+    unless `create_before_delete`: for a container whose name changes with every replacement (`container_name` an
+    Output) and that publishes nothing, so the old one keeps serving until the new one is healthy, then gets
+    `drain_seconds` to finish what it serves when it is stopped. `instance` is its label (default: its name)."""
+    if create_before_delete and (ports or isinstance(container_name, str)):
+        raise ValueError("only a container with a generated name and no published port can be created before the old one goes")
     start_period = duration_seconds(health.start_period)  # type: ignore[arg-type]
     # Wait out the whole start period plus the retries that may follow it.
     wait_timeout = start_period + HEALTH_RETRIES * duration_seconds(HEALTH_INTERVAL) + 120
@@ -174,12 +185,14 @@ def service_container(
         ipc_mode=ipc_mode,
         healthcheck=health,
         restart=RESTART_POLICY,
-        labels=service_labels(component, container_name),
+        labels=service_labels(component, instance or container_name),  # type: ignore[arg-type]
         wait=True,
         wait_timeout=wait_timeout,
+        destroy_grace_seconds=drain_seconds,
         opts=pulumi.ResourceOptions(
             parent=parent,
             depends_on=list(depends_on),
+            delete_before_replace=not create_before_delete,
             replace_on_changes=["healthcheck"],
             custom_timeouts=pulumi.CustomTimeouts(create=f"{wait_timeout // 60 + 10}m"),
         ),

@@ -15,6 +15,7 @@ __all__ = ["GpuExporter", "GpuExporterArgs"]
 # Profiling (DCGM_FI_PROF_*) counters would need CAP_SYS_ADMIN; the default ones used here do not.
 IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-distroless"
 PORT = 9400
+HOSTNAME = "dcgm-exporter"
 LOOPBACK = "127.0.0.1"
 
 
@@ -43,7 +44,7 @@ class GpuExporter(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: GpuExporterArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("llmstack:index:GpuExporter", name, {}, opts)
-        container_name = args.get("container_name") or "dcgm-exporter"
+        container_name = args.get("container_name") or HOSTNAME
         gpus = list(args.get("gpus") or [container.ALL_GPUS])
         bind_port = args.get("bind_port")
         image = container.pinned_image(f"{name}-image", args.get("image") or IMAGE, self)
@@ -57,7 +58,8 @@ class GpuExporter(pulumi.ComponentResource):
             ports=None if bind_port is None else [docker.ContainerPortArgs(internal=PORT, external=int(bind_port), ip=LOOPBACK)],
             restart=container.RESTART_POLICY,
             labels=container.service_labels("dcgm-exporter", docker_name),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=container.depends_on_of(opts)),
+            # Its fixed name cannot be taken twice: a replacement removes the old container first.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=container.depends_on_of(opts), delete_before_replace=True),
         )
         self.address = pulumi.Output.from_input(f"{container_name}:{PORT}")
         self.register_outputs({"address": self.address})

@@ -1,9 +1,11 @@
 """LiteLLMProxy: the OpenAI-compatible gateway in front of every engine, with its PostgreSQL and Redis."""
 
+import hashlib
 from typing import NotRequired, Optional, TypedDict
 
 import pulumi
 import pulumi_docker as docker
+import pulumi_random as random
 
 from . import container, postgres, redis
 from .litellm_config import (
@@ -43,6 +45,10 @@ CA_CERT_PATH = "/etc/llmstack/stack-ca.pem"
 
 
 MAX_REPLICAS = 16
+# A replaced replica behind a proxy gets this long, once stopped, to finish the requests and streams it serves
+# (uvicorn stops accepting and waits for them); a longer generation is cut.
+DRAIN_SECONDS = 120
+GENERATION_BYTES = 4
 
 
 def hostnames() -> tuple[str, str, str]:
@@ -117,6 +123,26 @@ def _gateway_envs(
         return [f"{name}={merged[name]}" for name in sorted(merged)]
 
     return pulumi.Output.secret(pulumi.Output.all(fixed, backend_keys).apply(merge))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _generation(
+    resource: str,
+    parent: pulumi.Resource,
+    config_yaml: pulumi.Output[str],
+    image: docker.RemoteImage,
+    command: list[str],
+    envs: pulumi.Input[list[pulumi.Input[str]]],
+) -> pulumi.Output[str]:
+    """A short id that changes with every input that replaces a replica (config, image, command, envs), so its
+    replacement has a name of its own; kept in state otherwise."""
+    # Digests keep the state small; the envs' digest stays a secret like the envs.
+    env_digest = pulumi.Output.from_input(envs).apply(lambda items: _digest("\n".join(items)))
+    keepers = {"config": config_yaml.apply(_digest), "image": image.image_id, "command": " ".join(command), "envs": env_digest}
+    return random.RandomId(f"{resource}-generation", byte_length=GENERATION_BYTES, keepers=keepers, opts=pulumi.ResourceOptions(parent=parent)).hex
 
 
 def _metrics_settings(metrics_port: int):  # -> litellm_metrics.GatewayMetricsSettings
@@ -229,11 +255,21 @@ class LiteLLMProxy(pulumi.ComponentResource):
             # One replica keeps the names it always had; with several, each also has its own alias.
             hostname = litellm_host if replicas == 1 else f"{litellm_host}-{index}"
             upstreams.append(f"{hostname}:{PORT}")
+            resource = name if index == 1 else f"{name}-{index}"
+            instance = container.docker_name(prefix, litellm_host if index == 1 else hostname)
+            # Behind a proxy, a replica is replaced by rolling: the new container (a new name: the old one still
+            # runs) is created and healthy before the next replica's turn, and the old ones go at the end.
+            container_name: pulumi.Input[str] = instance
+            if not publish:
+                container_name = pulumi.Output.concat(instance, "-", _generation(resource, self, self.config_yaml, image, command, envs))
             self.replicas.append(
                 container.service_container(
-                    name if index == 1 else f"{name}-{index}",
+                    resource,
                     parent=self,
-                    container_name=container.docker_name(prefix, litellm_host if index == 1 else hostname),
+                    container_name=container_name,
+                    instance=instance,
+                    create_before_delete=not publish,
+                    drain_seconds=None if publish else DRAIN_SECONDS,
                     image=image,
                     network_name=network,
                     aliases=[litellm_host] if replicas == 1 else [litellm_host, hostname],

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Optional
-from urllib.parse import urlparse
+from typing import Any, Optional, TypedDict
+from urllib.parse import urlparse, urlsplit
 
 import pulumi
 
 from components.alert_rules import AlertThresholds
 from components.dashboards import DashboardModel, GpuReservation
 from components.gpu_exporter import GpuExporter, GpuExporterArgs
-from components.caddy import ExtraRoute
+from components.caddy import ExtraRoute, relay_url
 from components.grafana import HOSTNAME as GRAFANA_HOSTNAME
 from components.grafana import PORT as GRAFANA_PORT
 from components.grafana import Grafana, GrafanaArgs
@@ -24,14 +24,14 @@ from components.litellm import LiteLLMProxy
 from components.litellm_metrics import METRICS_PORT
 from components.metrics_catalog import GATEWAY, GPU_EXPORTER, INFINITY, OLLAMA, SPEACHES, VLLM
 from components.prometheus import Prometheus, PrometheusArgs
-from components.scrape_config import ScrapeTarget
+from components.scrape_config import DEFAULT_PATHS, ScrapeTarget
 
 from . import registry
 from .deployment import DeployContext, EngineDeployment
 from .engine_ids import image_problem
 from .errors import ConfigIssue, key_path
 from .gpu_plan import GpuPlan
-from .placement import placements, remote_hosts
+from .placement import placements
 from .registry import SectionSpec
 from .schema import Engine, Monitoring, StackConfig, resolve_host
 
@@ -127,23 +127,54 @@ def address_of(url: pulumi.Input[str], port: Optional[int] = None) -> pulumi.Out
     return pulumi.Output.from_input(url).apply(parse)
 
 
-def reach(host: str, gateway_host: str, address: pulumi.Output[str]) -> pulumi.Output[str]:
-    """How Prometheus (on the gateway's host) reaches a target on `host`.
+# The credential name of the stack CA's certificate in Prometheus' files; the relay's route of a host's GPU exporter.
+STACK_CA_CREDENTIAL = "stack-ca"
+EXPORTER_ROUTE = "dcgm-exporter"
 
-    The hook for the several-hosts work: a target on another host is to be reached through that host's relay
-    (https, the relay's key and the stack CA: ScrapeTarget's scheme, path, bearer_token and tls_ca), never by
-    publishing its port. Validation refuses such stacks until the relay exists; this is the second guard."""
-    if host != gateway_host:
-        raise ValueError(
-            f"monitoring a target on host {host!r} from the gateway's host {gateway_host!r} needs the relay of the several-hosts work"
-        )
-    return address
+
+class RelayTarget(TypedDict):
+    """The fields of a ScrapeTarget that send Prometheus through a host's relay."""
+
+    address: str
+    scheme: str
+    path: str
+    bearer_token: str
+    tls_ca: str
+
+
+def monitor_credential(host: str) -> str:
+    """The credential name, in Prometheus' files, of the key that host's relay asks of Prometheus."""
+    return f"relay-{host}"
+
+
+def through_relay(stack: StackConfig, host: str, route: str, path: str) -> RelayTarget:
+    """How Prometheus (on the gateway's host) reaches `path` of what runs at `/<route>/` behind the relay of `host`
+    (config/relay.py): over TLS checked against the stack CA, with that relay's monitoring key; never through a
+    published engine port."""
+    config = stack.hosts[host]
+    url = urlsplit(relay_url(config.client_address(), route, config.relay_port))
+    return {
+        "address": url.netloc,
+        "scheme": "https",
+        "path": f"{url.path}{path}",
+        "bearer_token": monitor_credential(host),
+        "tls_ca": STACK_CA_CREDENTIAL,
+    }
+
+
+def exporter_hosts(stack: StackConfig) -> list[str]:
+    """The hosts that get a GPU exporter (none with monitoring or its exporter off)."""
+    settings = stack.monitoring
+    if not enabled(stack) or settings is None or not settings.gpu_exporter.enabled:
+        return []
+    return gpu_hosts(stack)
 
 
 def engine_targets(
-    placed: Iterable[PlacedEngine], gateway_host: str
+    stack: StackConfig, placed: Iterable[PlacedEngine], gateway_host: str
 ) -> tuple[list[ScrapeTarget], dict[str, pulumi.Output[str]]]:
-    """One scrape or probe target per engine container, and the keys the probes send (by credential name)."""
+    """One scrape or probe target per engine container (through its host's relay when that is not the gateway's),
+    and the keys the probes send on the gateway's host (by credential name)."""
     targets: list[ScrapeTarget] = []
     credentials: dict[str, pulumi.Output[str]] = {}
     for engine in placed:
@@ -158,9 +189,13 @@ def engine_targets(
             "model": engine.server,
             "host": host,
             "replica": engine.block.replica or ONLY_REPLICA,
-            "address": reach(host, gateway_host, address_of(engine.deployment.server.api_base)),  # type: ignore[typeddict-item]
+            "address": address_of(engine.deployment.server.api_base),  # type: ignore[typeddict-item]
         }
-        if engine.engine in PROBE_NEEDS_KEY:
+        if host != gateway_host:
+            # The relay checks its monitoring key and gives the engine its own.
+            route = engine.deployment.server.hostname.lower()
+            target.update(through_relay(stack, host, route, DEFAULT_PATHS[engine.engine]))  # type: ignore[typeddict-item]
+        elif engine.engine in PROBE_NEEDS_KEY:
             key_env = engine.block.gateway_key_env()
             if key_env is None:
                 raise ValueError(f"{engine.engine} needs its key for its health probe but has none")
@@ -172,12 +207,13 @@ def engine_targets(
 
 
 def dashboard_models(placed: Iterable[PlacedEngine]) -> list[DashboardModel]:
-    """Every model of the stack with its engine and the target that serves it."""
-    return [
-        {"name": name, "engine": engine.engine, "server": engine.server}
-        for engine in placed
-        for name, _ in engine.block.model_names()
-    ]
+    """Every model of the stack with its engine and the target that serves it; a model with replicas is one row (its
+    queries match every replica's series, which differ only in `host` and `replica`)."""
+    models: dict[str, DashboardModel] = {}
+    for engine in placed:
+        for name, _ in engine.block.model_names():
+            models.setdefault(name, {"name": name, "engine": engine.engine, "server": engine.server})
+    return list(models.values())
 
 
 def gpu_reservations(stack: StackConfig, plan: GpuPlan, hosts: Iterable[str]) -> list[GpuReservation]:
@@ -245,22 +281,7 @@ def monitoring_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
                 f"{name!r} is the name of a monitoring container",
                 f"choose another model name; monitoring uses {', '.join(HOSTNAMES)}",
             )
-    for host in remote_hosts(stack):
-        yield ConfigIssue(
-            key_path(("monitoring",)),
-            f"host {host!r} runs engines, but Prometheus runs on the gateway's host {gateway_host!r} and does not scrape "
-            "through a relay yet",
-            "turn llmstack:monitoring off for a stack spread over several hosts, or keep its engines on the gateway's host",
-        )
-    if settings.gpu_exporter.enabled:
-        for host in gpu_hosts(stack):
-            if host != gateway_host:
-                yield ConfigIssue(
-                    key_path(("hosts", host)),
-                    f"host {host!r} has GPUs to watch, but Prometheus runs on the gateway's host {gateway_host!r} and cannot reach "
-                    "another host yet (that needs the relay of the several-hosts work)",
-                    "set llmstack:monitoring.gpuExporter.enabled to false, or remove the GPU inventory of that host",
-                )
+
 
 
 GRAFANA_EDGE_PATH = "/grafana"
@@ -280,10 +301,18 @@ def edge_routes(stack: StackConfig) -> list[ExtraRoute]:
     return [{"path": GRAFANA_EDGE_PATH, "upstream": f"{GRAFANA_HOSTNAME}:{GRAFANA_PORT}"}]
 
 
-def deploy_monitoring(context: DeployContext, gateway: LiteLLMProxy, edge_url: Optional[str] = None) -> dict[str, Any]:
+def deploy_monitoring(
+    context: DeployContext,
+    gateway: LiteLLMProxy,
+    edge_url: Optional[str] = None,
+    relay_keys: Optional[dict[str, pulumi.Output[str]]] = None,
+    ca_cert: Optional[pulumi.Output[str]] = None,
+) -> dict[str, Any]:
     """Registers the GPU exporters, Prometheus and Grafana of the stack (nothing when monitoring is off); returns stack outputs.
 
-    With an edge (`edge_url`), Grafana is served through it at /grafana instead of on the host's loopback."""
+    With an edge (`edge_url`), Grafana is served through it at /grafana instead of on the host's loopback. Targets on
+    other hosts are reached through their relays, with each relay's monitoring key (`relay_keys`, by host) and the
+    stack CA's certificate (`ca_cert`)."""
     stack = context.stack
     if not enabled(stack):
         return {}
@@ -293,7 +322,7 @@ def deploy_monitoring(context: DeployContext, gateway: LiteLLMProxy, edge_url: O
     site = context.sites[gateway_host]
     placed = placed_engines(context)
 
-    targets, credentials = engine_targets(placed, gateway_host)
+    targets, credentials = engine_targets(stack, placed, gateway_host)
     # Each gateway replica has its own metrics listener (the shared `litellm` alias would reach one at random).
     replicas = stack.gateway.replicas if stack.edge is not None else 1
     for index in range(replicas):
@@ -321,7 +350,8 @@ def deploy_monitoring(context: DeployContext, gateway: LiteLLMProxy, edge_url: O
                 "model": GPUS_TARGET,
                 "host": host,
                 "replica": ONLY_REPLICA,
-                "address": reach(host, gateway_host, exporter.address),  # type: ignore[typeddict-item]
+                "address": exporter.address,  # type: ignore[typeddict-item]
+                **(through_relay(stack, host, EXPORTER_ROUTE, DEFAULT_PATHS[GPU_EXPORTER]) if host != gateway_host else {}),
             }
         )
 
@@ -334,8 +364,14 @@ def deploy_monitoring(context: DeployContext, gateway: LiteLLMProxy, edge_url: O
         "evaluation_interval": settings.scrape_interval,
         "alert_thresholds": alert_thresholds(settings),
     }
+    for host, key in sorted((relay_keys or {}).items()):
+        credentials[monitor_credential(host)] = key
     if credentials:
         prometheus_args["credentials"] = credentials
+    if any("tls_ca" in target for target in targets):
+        if ca_cert is None:
+            raise ValueError("targets behind a relay need the stack CA's certificate")
+        prometheus_args["ca_certificates"] = {STACK_CA_CREDENTIAL: ca_cert}
     if context.name_prefix:
         prometheus_args["name_prefix"] = context.name_prefix
     optional: dict[str, Any] = {

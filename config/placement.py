@@ -141,19 +141,6 @@ def replica_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
             )
 
 
-def relay_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
-    """A host that runs engines but not the gateway says where the gateway reaches its relay."""
-    for host in remote_hosts(stack):
-        config = stack.hosts[host]
-        if config.client_address() == "localhost":
-            yield ConfigIssue(
-                key_path(("hosts", host, "address")),
-                f"host {host!r} runs engines away from the gateway, so the gateway reaches them through its relay, "
-                "but the host has no address the gateway can dial",
-                f"set llmstack:hosts.{host}.address to the host's IP address or DNS name on the gateway's network",
-            )
-
-
 def _block_loc(placed: Placement) -> tuple:
     return placed.loc[: placed.loc.index("replicas")] if "replicas" in placed.loc else placed.loc
 

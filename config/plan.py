@@ -84,6 +84,7 @@ class RecordedResource:
     parent: str = ""
     provider: str = ""
     retain_on_delete: bool = False
+    delete_before_replace: bool = False
     depends_on: list[str] = field(default_factory=list)
     replace_on_changes: list[str] = field(default_factory=list)
     ignore_changes: list[str] = field(default_factory=list)
@@ -173,6 +174,11 @@ class _Mocks(pulumi.runtime.Mocks):
             digest = hashlib.sha256(str(args.inputs.get("name")).encode()).hexdigest()
             outputs["imageId"] = f"sha256:{digest}"
             outputs["repoDigest"] = f"{args.inputs.get('name')}@sha256:{digest}"
+        elif args.typ == "random:index/randomId:RandomId":
+            # Like the provider: a new id when a keeper changes, the same one otherwise.
+            keepers = json.dumps(reveal(args.inputs.get("keepers") or {}), sort_keys=True, default=str)
+            digest = hashlib.sha256(f"{args.name}:{keepers}".encode()).hexdigest()
+            outputs["hex"] = digest[: 2 * int(args.inputs.get("byteLength", 8))]
         elif args.typ == "command:local:Command":
             outputs.setdefault("stdout", "")
             outputs.setdefault("stderr", "")
@@ -239,6 +245,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     parent=request.parent,
                     provider=request.provider.rsplit("::", 1)[0].rsplit("::", 1)[-1] if request.provider else "",
                     retain_on_delete=bool(request.retainOnDelete),
+                    delete_before_replace=bool(request.deleteBeforeReplace),
                     depends_on=sorted(request.dependencies),
                     replace_on_changes=list(request.replaceOnChanges),
                     ignore_changes=list(request.ignoreChanges),

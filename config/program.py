@@ -12,8 +12,8 @@ from . import monitoring, webui
 from .deployment import DeployContext, EngineDeployment, name_prefix_of
 from .edge import deploy_edge, edge_domain, edge_url, needs_stack_ca
 from .errors import StackConfigError
-from .placement import placements, remote_hosts
-from .relay import deploy_relays
+from .placement import placements
+from .relay import deploy_relays, relay_hosts
 from .schema import StackConfig
 from .sites import build_sites, site_of
 from .source import running_program_config
@@ -102,7 +102,7 @@ def deploy_stack(checked: CheckedStack) -> dict[str, Any]:
     engines = context.deployed
     site = site_of(stack, context.sites, stack.gateway.host)
     # One CA per stack signs the edge's and the relays' certificates.
-    ca = StackCA("stack-ca", {}, opts=site.options()) if needs_stack_ca(stack) or remote_hosts(stack) else None
+    ca = StackCA("stack-ca", {}, opts=site.options()) if needs_stack_ca(stack) or relay_hosts(stack) else None
     relayed = deploy_relays(context, ca)
     entries = pulumi.Output.all(*relayed.entries).apply(_flatten)
     args = gateway_args(stack, engines, entries, site.network.name, relayed.keys)
@@ -117,7 +117,7 @@ def deploy_stack(checked: CheckedStack) -> dict[str, Any]:
     gateway = LiteLLMProxy("gateway", args, opts=site.options())
     outputs: dict[str, Any] = {}
     url = edge_url(stack.edge, edge_domain(stack.edge, site.client_address)) if stack.edge is not None else None
-    outputs.update(monitoring.deploy_monitoring(context, gateway, url))
+    outputs.update(monitoring.deploy_monitoring(context, gateway, url, relayed.monitor_keys, ca.cert_pem if ca is not None else None))
     if stack.edge is not None:
         edge = deploy_edge(stack, site, gateway.upstreams, prefix, [*monitoring.edge_routes(stack), *webui.edge_routes(stack)], ca)
         outputs["gatewayUrl"] = pulumi.Output.from_input(url)

@@ -7,21 +7,39 @@ its own (Ollama) gets a generated one that only the relay checks. The gateway's 
 behind a relay point at it: `https://10.0.0.2:8443/qwen3/v1`.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
 
 from components import container
-from components.caddy import RELAY_PORT, CaddyProxy, CaddyProxyArgs, RelayRoute, relay_url, render_relay_caddyfile, split_names, tls_files
+from components.caddy import (
+    MONITOR_ONLY,
+    RELAY_PORT,
+    CaddyProxy,
+    CaddyProxyArgs,
+    RelayRoute,
+    relay_url,
+    render_relay_caddyfile,
+    split_names,
+    tls_files,
+)
+from components.gpu_exporter import HOSTNAME as EXPORTER_HOSTNAME
+from components.gpu_exporter import PORT as EXPORTER_PORT
+from components.metrics_catalog import GPU_EXPORTER
+from components.scrape_config import DEFAULT_PATHS
 from components.model_entry import LiteLLMModelEntry, key_env_name
 from components.stack_ca import StackCA
 
+from . import monitoring
 from .deployment import DeployContext, EngineDeployment
-from .placement import Placement, placements, remote_hosts
+from .errors import ConfigIssue, key_path
+from .placement import Placement, gateway_host, placements, remote_hosts
 from .registry import RELAY_HOSTNAME
+from .schema import StackConfig
 
-
+# The relay's env holding the key Prometheus shows (one per relay), and the route of the host's GPU exporter.
+MONITOR_KEY_ENV = "MONITOR_KEY"
 @dataclass
 class Relayed:
     """What the gateway needs from the relays: each engine's model entries (pointing at its relay when it has one),
@@ -31,6 +49,27 @@ class Relayed:
     keys: dict[str, pulumi.Output[str]] = field(default_factory=dict)
     relays: dict[str, CaddyProxy] = field(default_factory=dict)
     """The relay of each remote host."""
+    monitor_keys: dict[str, pulumi.Output[str]] = field(default_factory=dict)
+    """Host -> the key Prometheus shows that host's relay to reach its monitoring paths (secret)."""
+
+
+def relay_hosts(stack: StackConfig) -> list[str]:
+    """The hosts that get a relay: those running engines but not the gateway, and those whose GPU exporter
+    Prometheus (on the gateway's host) must reach."""
+    home = gateway_host(stack)
+    return sorted(set(remote_hosts(stack)) | {h for h in monitoring.exporter_hosts(stack) if h != home})
+
+
+def relay_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
+    """A host with a relay says where the gateway (and Prometheus) reaches it."""
+    for host in relay_hosts(stack):
+        if stack.hosts[host].client_address() == "localhost":
+            yield ConfigIssue(
+                key_path(("hosts", host, "address")),
+                f"host {host!r} runs engines (or a GPU exporter) away from the gateway, so the gateway's host reaches them "
+                "through its relay, but the host has no address to dial",
+                f"set llmstack:hosts.{host}.address to the host's IP address or DNS name on the gateway's network",
+            )
 
 
 def relay_key_env(route: str) -> str:
@@ -63,20 +102,36 @@ def _bind_ip(address: str) -> str:
 
 
 def deploy_relays(context: DeployContext, ca: StackCA | None) -> Relayed:
-    """A relay on every host that runs engines but not the gateway, and the gateway's view of every engine."""
+    """A relay on every host that runs engines but not the gateway (or a GPU exporter to watch), and the gateway's
+    view of every engine."""
     stack = context.stack
     placed: list[Placement] = placements(stack)
     if len(placed) != len(context.deployed):
         raise ValueError(f"{len(context.deployed)} engines deployed for {len(placed)} engine placements")
-    remote = set(remote_hosts(stack))
-    if remote and ca is None:
+    hosts = relay_hosts(stack)
+    if hosts and ca is None:
         raise ValueError("engines on other hosts than the gateway's need the stack CA for their relays")
+    watched = monitoring.enabled(stack)
+    exporters = set(monitoring.exporter_hosts(stack))
     relayed = Relayed(entries=[deployed.server.model_entries for deployed in context.deployed])
-    for host in sorted(remote):
+    for host in hosts:
         config = stack.hosts[host]
         address = config.client_address()
         routes: list[RelayRoute] = []
         secret_envs: dict[str, pulumi.Input[str]] = {}
+        if watched:
+            relayed.monitor_keys[host] = container.generated_secret(f"{monitoring.monitor_credential(host)}-monitor-key", None)
+            secret_envs[MONITOR_KEY_ENV] = relayed.monitor_keys[host]
+        if host in exporters:
+            routes.append(
+                {
+                    "name": monitoring.EXPORTER_ROUTE,
+                    "engine": MONITOR_ONLY,
+                    "upstream": f"{EXPORTER_HOSTNAME}:{EXPORTER_PORT}",
+                    "key_env": MONITOR_KEY_ENV,
+                    "monitor_path": DEFAULT_PATHS[GPU_EXPORTER],
+                }
+            )
         for index, (placement, deployed) in enumerate(zip(placed, context.deployed)):
             if placement.host != host:
                 continue
@@ -87,6 +142,8 @@ def deploy_relays(context: DeployContext, ca: StackCA | None) -> Relayed:
                 "upstream": deployed.server.upstream,
                 "key_env": relay_key_env(route_name),
             }
+            if watched:
+                route["monitor_path"] = DEFAULT_PATHS[deployed.server.component]
             routes.append(route)
             secret_envs[route["key_env"]] = key
             base = relay_url(address, route_name, config.relay_port)
@@ -98,7 +155,9 @@ def deploy_relays(context: DeployContext, ca: StackCA | None) -> Relayed:
         certificate = ca.issue_server_certificate(f"relay-{host}", dns_names=dns_names, ip_addresses=ip_addresses)
         args: CaddyProxyArgs = {
             "network_name": context.sites[host].network.name,
-            "caddyfile": render_relay_caddyfile(routes, server_name=address, port=RELAY_PORT),
+            "caddyfile": render_relay_caddyfile(
+                routes, server_name=address, port=RELAY_PORT, monitor_key_env=MONITOR_KEY_ENV if watched else None
+            ),
             "files": tls_files(certificate.cert_pem, certificate.private_key_pem),
             "secret_envs": secret_envs,
             "ports": [{"internal": RELAY_PORT, "external": config.relay_port, "ip": _bind_ip(address)}],

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError
 
-from . import gpu_plan, monitoring, placement, registry, webui
+from . import gpu_plan, monitoring, placement, registry, relay, webui
 from .errors import ConfigIssue, StackConfigError, key_path
 from .gpu_plan import GpuPlan
 from .registry import model_locations
@@ -295,7 +295,7 @@ CHECKS = (
     Check(_name_issues, (ENGINES,)),
     Check(_host_issues, ("hosts", "gateway", ENGINES)),
     Check(placement.replica_issues, ("hosts", "gateway", ENGINES)),
-    Check(placement.relay_issues, ("hosts", "gateway", ENGINES)),
+    Check(relay.relay_issues, ("hosts", "gateway", "monitoring", ENGINES)),
     Check(_gateway_issues, ("gateway", ENGINES)),
     Check(_section_issues, (ENGINES,)),
     Check(_edge_issues, ("gateway", "edge")),

@@ -1,10 +1,13 @@
 """`llmstack:edge`: the HTTPS edge in front of the gateway replicas, rendered from a stack and checked by the real Caddy."""
 
+import re
+
 import pytest
 
 from components import caddy
 from config.errors import StackConfigError
 from config.plan import Plan, is_secret, reveal, run_program
+from config.plan_diff import diff_plans, effective
 from config.source import from_stack_file
 from config.validation import check_stack
 from tests import real_caddy
@@ -48,7 +51,9 @@ def test_prod_publishes_only_https_through_the_edge(prod):
 
 def test_prod_runs_two_gateway_replicas_the_edge_balances_over(prod):
     replicas = [container(prod, name) for name in ("gateway", "gateway-2")]
-    assert [r.inputs["name"] for r in replicas] == ["prod-litellm", "prod-litellm-2"]
+    # Named per generation (see test_a_model_change_rolls_the_replicas), labelled by replica.
+    assert [re.sub(r"-[0-9a-f]{8}$", "", r.inputs["name"]) for r in replicas] == ["prod-litellm", "prod-litellm-2"]
+    assert [instance_label(r) for r in replicas] == ["prod-litellm", "prod-litellm-2"]
     assert [reveal(r.inputs["networksAdvanced"])[0]["aliases"] for r in replicas] == [["litellm", "litellm-1"], ["litellm", "litellm-2"]]
     assert replicas[0].inputs["command"] == replicas[1].inputs["command"] == ["--config", "/app/config.yaml", "--port", "4000", "--num_workers", "2"]
     # One after the other: the second replica waits for the first to be healthy.
@@ -56,6 +61,34 @@ def test_prod_runs_two_gateway_replicas_the_edge_balances_over(prod):
     caddyfile = uploaded(prod, "edge")[caddy.CADDYFILE_PATH]
     assert "reverse_proxy litellm-1:4000 litellm-2:4000 {" in caddyfile
     assert "health_uri /health/readiness" in caddyfile and "flush_interval -1" in caddyfile
+
+
+def instance_label(resource) -> str:
+    return next(label["value"] for label in resource.inputs["labels"] if label["label"] == "llmstack.instance")
+
+
+def test_a_model_change_rolls_the_replicas_and_every_other_container_is_replaced_in_place(prod):
+    """Pulumi creates a replacement before deleting the old resource unless told otherwise, and deletes the replaced
+    resources at the end: each replica gets a new name with each change, so its replacement starts (and passes its
+    healthcheck) beside the old one, the next replica's replacement waits for it, and the old ones go last.
+    Everything else has a fixed name (or a published port) and is removed before it is recreated."""
+    raw = from_stack_file(ROOT / "Pulumi.prod.yaml")
+    raw["ollama"]["models"].append({"name": "gemma3", "model": "gemma3:4b"})
+    after = run_program(raw, stack="prod")
+    changes = {(c.name, c.action) for c in effective(diff_plans(prod, after)) if c.type == "docker:index/container:Container"}
+    # The new model is pulled into the running Ollama; the gateway replicas roll, Grafana gets its new dashboard.
+    assert changes == {("gateway", "replace"), ("gateway-2", "replace"), ("grafana", "replace")}
+    for name in ("gateway", "gateway-2"):
+        before_replica, after_replica = container(prod, name), container(after, name)
+        assert before_replica.inputs["name"] != after_replica.inputs["name"], "the new replica needs a name of its own"
+        assert instance_label(before_replica) == instance_label(after_replica)
+        assert not after_replica.delete_before_replace and not after_replica.inputs.get("ports")
+        assert after_replica.inputs["destroyGraceSeconds"] == 120
+    assert container(after, "gateway").urn in container(after, "gateway-2").depends_on
+    others = [r for r in after.of_type("docker:index/container:Container") if r.name not in ("gateway", "gateway-2")]
+    assert others and all(r.delete_before_replace for r in others)
+    # The same config gives the same names: nothing rolls without a change.
+    assert container(run_program(from_stack_file(ROOT / "Pulumi.prod.yaml"), stack="prod"), "gateway").inputs["name"] == container(prod, "gateway").inputs["name"]
 
 
 def test_the_edge_key_is_a_secret_and_the_certificate_names_the_host(prod):

@@ -181,8 +181,10 @@ def test_every_container_is_on_the_stack_network_under_its_own_name(stack):
     _, plan = stack
     network = network_name(plan)
     for resource in containers(plan):
-        name = resource.inputs["name"]
-        # The Docker name is scoped by the stack (`dev-ollama`); the alias the gateway uses is not.
+        # The instance label (the Docker name, but for a rolling gateway replica's generation suffix) is scoped by
+        # the stack (`dev-ollama`); the alias the gateway uses is not.
+        name = next(label["value"] for label in resource.inputs["labels"] if label["label"] == "llmstack.instance")
+        assert resource.inputs["name"] == name or re.fullmatch(re.escape(name) + "-[0-9a-f]{8}", resource.inputs["name"]), name
         [attachment] = reveal(resource.inputs["networksAdvanced"])
         assert attachment["name"] == network and any(name.endswith("-" + alias) for alias in attachment["aliases"]), name
 
