@@ -81,6 +81,9 @@ GATEWAY_ENV_OVERRIDE = {"DATABASE_URL": None}
 CHANGED_OLLAMA = ("qwen2.5-small", "qwen2.5:0.5b-instruct-q4_K_M")
 EXPECTED_CHANGE = {
     (REPLACE, api.CONTAINER, "gateway"),
+    # behind the edge, the gateway's Docker name carries a generation id that follows its config: a new name, so
+    # the new container is created (and healthy) before the old one goes
+    (REPLACE, "random:index/randomId:RandomId", "gateway-generation"),
     (CREATE, api.LOCAL_COMMAND, "ollama-pull-qwen2.5-0.5b-instruct-q4_K_M"),
     (DELETE, api.LOCAL_COMMAND, "ollama-pull-qwen2.5-0.5b"),
 }
@@ -177,7 +180,7 @@ def records_of(plan: Plan) -> list[dict[str, Any]]:
         raise api.RehearsalError(f"two resources share a name: {sorted(n for n in names if names.count(n) > 1)}")
     return [{"type": r.type, "name": r.name, "inputs": r.inputs, "retainOnDelete": r.retain_on_delete,
              "outputs": r.outputs, "dependsOn": sorted(set().union(set(), *(leaves(u) for u in r.depends_on))),
-             "provider": r.provider}
+             "provider": r.provider, "deleteBeforeReplace": r.delete_before_replace}
             for r in plan.resources]
 
 
@@ -465,9 +468,13 @@ def gateway_models(plan: Plan) -> list[dict]:
 
 def apply_change(engine: api.Engine, before: Plan, after: Plan, changes: list[Change], *, images: Mapping[str, str],
                  run_label: str, log: Log, engines: Optional[Mapping[str, api.Engine]] = None) -> None:
-    """Carry out the diff like `pulumi up`: replaced containers are deleted first (their names are
-    fixed), created and replaced resources created (pull commands whose `create` changed re-run
-    it), then removed resources deleted (a dropped pull runs its `delete`: the model leaves the store)."""
+    """Carry out the diff like `pulumi up`: replaced containers marked deleteBeforeReplace are deleted first
+    (their names are fixed), created and replaced resources created (pull commands whose `create` changed
+    re-run it), then the other replaced containers (a generated name: the new one was created and healthy
+    first, like Pulumi's default) and removed resources deleted (a dropped pull runs its `delete`: the model
+    leaves the store). Changes of types that create nothing on a Docker host (random ids) are in the new plan's
+    inputs already."""
+    changes = [c for c in changes if not c.type.startswith(IGNORED_TYPES)]
     unsupported = [c for c in changes if c.action in (CREATE, REPLACE, DELETE)
                    and c.type not in (api.CONTAINER, api.LOCAL_COMMAND)]
     if unsupported:
@@ -475,16 +482,24 @@ def apply_change(engine: api.Engine, before: Plan, after: Plan, changes: list[Ch
                                  + "\n".join(f"  {c}" for c in unsupported))
     old = {(r["type"], r["name"]): r for r in records_of(before)}
     new_records = records_of(after)
-    for c in changes:
-        if c.type == api.CONTAINER and c.action == REPLACE:
-            rec = old[(c.type, c.name)]
-            api.engine_for(rec, engine, engines).remove_container(str(reveal(rec["inputs"]["name"])), stop_timeout=10)
-            log(f"[rehearsal] replace: removed container {c.name}")
+    def remove(rec: Mapping[str, Any]) -> None:
+        grace = reveal(rec["inputs"]).get("destroyGraceSeconds")
+        api.engine_for(rec, engine, engines).remove_container(str(reveal(rec["inputs"]["name"])),
+                                                              stop_timeout=int(grace) if grace is not None else 10)
+        log(f"[rehearsal] replace: removed container {rec['name']} ({reveal(rec['inputs']['name'])})")
+
+    replaced = [old[(c.type, c.name)] for c in changes if c.type == api.CONTAINER and c.action == REPLACE]
+    for rec in replaced:
+        if rec.get("deleteBeforeReplace"):
+            remove(rec)
     redo = {c.name for c in changes if c.action in (CREATE, REPLACE)
             or (c.action == UPDATE and c.type == api.LOCAL_COMMAND)}
     api.up(new_records, images=images, binds=si.rehearsal_binds(), env_overrides={gateway_container(after): GATEWAY_ENV_OVERRIDE},
            run_label=run_label, engine=engine, ignore_types=IGNORED_TYPES, concurrency=CONCURRENCY,
            only=redo, wait_cap=WAIT_CAP_S, log=log, engines=engines)
+    for rec in replaced:
+        if not rec.get("deleteBeforeReplace"):
+            remove(rec)
     for c in changes:
         if c.action == DELETE:
             rec = old[(c.type, c.name)]
