@@ -145,15 +145,26 @@ def tls_outputs(type_: str, name: str) -> dict[str, str]:
     return {}
 
 
+def mock_tls(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, str]:
+    """The mocks' answer to a pulumi-tls resource: PEM-shaped markers (`tls_outputs`); the rehearsal passes real ones."""
+    return tls_outputs(type_, name)
+
+
 def mock_id(type_: str, name: str, inputs: dict[str, Any]) -> str:
     """The id the mocks give a resource: `<logical name>-id`, stable across runs."""
     return f"{name}-id"
 
 
 class _Mocks(pulumi.runtime.Mocks):
-    def __init__(self, password: Callable[[str, int], str], resource_id: Callable[[str, str, dict], str]) -> None:
+    def __init__(
+        self,
+        password: Callable[[str, int], str],
+        resource_id: Callable[[str, str, dict], str],
+        tls: Callable[[str, str, dict], dict[str, str]] = mock_tls,
+    ) -> None:
         self.password = password
         self.resource_id = resource_id
+        self.tls = tls
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[Optional[str], dict]:
         outputs = dict(args.inputs)
@@ -172,7 +183,7 @@ class _Mocks(pulumi.runtime.Mocks):
             outputs.setdefault("stdout", "")
             outputs.setdefault("stderr", "")
         elif args.typ.startswith(TLS_TYPE_PREFIX):
-            outputs.update(tls_outputs(args.typ, args.name))
+            outputs.update(self.tls(args.typ, args.name, args.inputs))
         return self.resource_id(args.typ, args.name, args.inputs), outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, Optional[list]]:
@@ -302,9 +313,11 @@ def run_under_mocks(
     stack: str = "dev",
     password: Callable[[str, int], str] = deterministic_secret,
     resource_id: Callable[[str, str, dict], str] = mock_id,
+    tls: Callable[[str, str, dict], dict[str, str]] = mock_tls,
 ) -> Plan:
-    """Runs `body` as a Pulumi program under mocks; returns what it registered and exported."""
-    mocks = _Mocks(password, resource_id)
+    """Runs `body` as a Pulumi program under mocks; returns what it registered and exported.
+    `tls(type, name, inputs)` answers the pulumi-tls resources (default: markers)."""
+    mocks = _Mocks(password, resource_id, tls)
     monitor = _RecordingMonitor(mocks)
     pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(config, secret_keys)
@@ -338,11 +351,12 @@ def run_program(
     secrets: Optional[dict[str, str]] = None,
     program: Path = PROGRAM,
     resource_id: Callable[[str, str, dict], str] = mock_id,
+    tls: Callable[[str, str, dict], dict[str, str]] = mock_tls,
 ) -> Plan:
     """Runs `__main__.py` under mocks with this raw config; returns what it registered and exported."""
     config, secret_keys = pulumi_config(raw, secrets)
     body = lambda: runpy.run_path(str(program), run_name="__main__")  # noqa: E731
-    return run_under_mocks(body, config, secret_keys, stack, password, resource_id)
+    return run_under_mocks(body, config, secret_keys, stack, password, resource_id, tls)
 
 
 async def _resolve(value: Any) -> Any:

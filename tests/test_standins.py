@@ -106,6 +106,10 @@ def test_vllm_api_requires_the_key_under_v1_only(serve_app: Any) -> None:
     assert httpx.get(f"{url}/v1/models", headers=bearer("wrong")).status_code == 401
     models = httpx.get(f"{url}/v1/models", headers=bearer(key)).json()
     assert [m["id"] for m in models["data"]] == ["qwen3"]
+    # as in vLLM (vllm#58144): /metrics and the SageMaker route /invocations answer without any key
+    assert httpx.get(f"{url}/metrics").status_code == 200
+    answer = httpx.post(f"{url}/invocations", json={"model": "qwen3", "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 200 and answer.json()["object"] == "chat.completion"
 
 
 def test_vllm_chat_answers_tools_and_unknown_models(serve_app: Any) -> None:

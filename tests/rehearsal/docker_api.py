@@ -6,6 +6,7 @@ A record is what the rehearsal's mocks saw the program register::
      "inputs": {... camelCase, exactly as pulumi-docker receives them ...},
      "retainOnDelete": bool,            # optional, default False
      "outputs": {...},                  # optional; a RemoteImage's `imageId` feeds `image_map`
+     "provider": "host-<name>",         # optional; its Docker provider: `engines` maps it to an engine
      "dependsOn": ["<resource name>"]}  # optional; `up(..., concurrency=N)` creates a resource once
                                         # these are created (and healthy), like `pulumi up`
 
@@ -14,7 +15,10 @@ Pure functions (`network_body`, `volume_body`, `container_spec`, `image_spec`, `
 key, on any input they do not handle: every key of every type is in a HANDLED or an IGNORED set
 (with the reason it may be ignored), nothing is dropped silently. `up` / `destroy` / `cleanup` /
 `leftover_volumes` run them against an engine through a small client (`Engine`) that speaks raw
-HTTP over the unix socket: no dependency beyond the standard library.
+HTTP over the unix socket: no dependency beyond the standard library. With several Docker hosts
+(issue 14), `engines` maps each record's `provider` (the program's Docker provider of its host,
+`host-<name>`) to the engine standing in for that host: every record goes to its own engine, and
+`cleanup` / `leftover_volumes` cover every engine.
 
 Everything the rehearsal adds on top of the program's inputs goes through `container_spec`'s
 keyword arguments (the stand-in bind mounts, env overrides, the run label) and is listed in
@@ -54,6 +58,9 @@ NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 LOCAL_COMMAND = "command:local:Command"
+DOCKER_PROVIDER = "pulumi:providers:docker"
+#: Engine B of the two-host rehearsal (`dockerd.sh b`); engine A is DOCKER_HOST's (default /var/run/docker.sock).
+ENGINE_B_SOCKET = "/run/llmstack-b/docker.sock"
 
 #: Types `up` skips by default: the provider (the rehearsal always targets the local engine) and
 #: random values (already resolved into the inputs that use them). Anything else unknown fails.
@@ -243,6 +250,51 @@ def _name(record: Mapping[str, Any], inputs: Mapping[str, Any]) -> str:
 
 def _inputs(record: Mapping[str, Any]) -> dict[str, Any]:
     return unwrap(dict(record.get("inputs") or {}), record["name"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Which engine a record goes to
+
+
+def provider_of(record: Mapping[str, Any]) -> str:
+    """The name of the record's Docker provider (`host-<name>`), or "" when it names none."""
+    return str(record.get("provider") or "")
+
+
+def provider_sockets(records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Docker provider name -> the unix socket its `host` input names, from the `pulumi:providers:docker`
+    records: where the program would send each host's resources. Anything but unix:// fails (the
+    rehearsal's hosts are engines on this machine)."""
+    out: dict[str, str] = {}
+    for rec in records:
+        if rec.get("type") != DOCKER_PROVIDER:
+            continue
+        host = _inputs(rec).get("host")
+        if not isinstance(host, str) or not host.startswith("unix://"):
+            raise RehearsalError(f"{rec['name']}: Docker host {host!r} is not a unix:// socket; "
+                                 f"the rehearsal's hosts are engines on this machine")
+        out[rec["name"]] = host[len("unix://"):]
+    return out
+
+
+def engine_for(record: Mapping[str, Any], engine: "Engine", engines: Optional[Mapping[str, "Engine"]]) -> "Engine":
+    """The engine of a record: `engines[its provider]` when `engines` is given (a provider without one
+    fails: it would land on the wrong host), else `engine`. A record naming no provider goes to `engine`."""
+    provider = provider_of(record)
+    if not engines or not provider:
+        return engine
+    if provider not in engines:
+        raise RehearsalError(f"{record['name']}: its Docker provider {provider!r} has no engine "
+                             f"(engines for: {sorted(engines)})")
+    return engines[provider]
+
+
+def distinct_engines(engine: "Engine", engines: Optional[Mapping[str, "Engine"]]) -> list["Engine"]:
+    """`engine` and every engine of `engines`, each socket once."""
+    out: dict[str, Engine] = {engine.socket_path: engine}
+    for e in (engines or {}).values():
+        out.setdefault(e.socket_path, e)
+    return list(out.values())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -666,14 +718,15 @@ def plan(records: Sequence[Mapping[str, Any]], *, images: Mapping[str, str], bin
     networks, volumes, images, then containers and local commands in record order (the order in which
     the program registered them respects its dependencies).
 
-    env_overrides: docker container name -> {KEY: value or None}; unknown container names fail.
+    env_overrides: docker container name -> {KEY: value or None} (on every host); unknown container names fail.
     ignore_types: type prefixes skipped (component types of the program, providers, random).
     """
     ignore = tuple(ignore_types)
     env_overrides = dict(env_overrides or {})
-    seen: dict[tuple[str, str], str] = {}
+    seen: dict[tuple[str, str, str], str] = {}
     first: list[Step] = []
     rest: list[Step] = []
+    overridden: set[str] = set()
     order = {"network": 0, "volume": 1, "image": 2}
     for rec in records:
         typ = rec.get("type", "")
@@ -689,8 +742,9 @@ def plan(records: Sequence[Mapping[str, Any]], *, images: Mapping[str, str], bin
         elif typ == CONTAINER:
             name = _name(rec, _inputs(rec))
             step = Step("container", rec, container_spec(rec, images=images, binds=binds,
-                                                          env_overrides=env_overrides.pop(name, None),
+                                                          env_overrides=env_overrides.get(name),
                                                           run_label=run_label))
+            overridden.add(name)
             key = ("container", step.spec.name)
         elif typ == LOCAL_COMMAND:
             step = Step("command", rec, command_spec(rec))
@@ -700,12 +754,14 @@ def plan(records: Sequence[Mapping[str, Any]], *, images: Mapping[str, str], bin
         else:
             raise RehearsalError(f"{rec.get('name')}: resource type {typ!r} is not handled by the rehearsal "
                                  f"(add it to ignore_types if it creates nothing on the Docker host)")
+        key = (*key, provider_of(rec))  # the same Docker name may exist once per host
         if key in seen:
-            raise RehearsalError(f"{key[0]} {key[1]!r} registered twice ({seen[key]} and {rec['name']})")
+            where = f" on {key[2]}" if key[2] else ""
+            raise RehearsalError(f"{key[0]} {key[1]!r} registered twice{where} ({seen[key]} and {rec['name']})")
         seen[key] = rec["name"]
         (first if step.kind in order else rest).append(step)
-    if env_overrides:
-        raise RehearsalError(f"env_overrides for containers the program does not create: {sorted(env_overrides)}")
+    if set(env_overrides) - overridden:
+        raise RehearsalError(f"env_overrides for containers the program does not create: {sorted(set(env_overrides) - overridden)}")
     first.sort(key=lambda s: order[s.kind])
     return first + rest
 
@@ -899,13 +955,15 @@ _DOCKERD_SH = Path(__file__).with_name("dockerd.sh")
 
 
 def ensure_engine(engine: Optional[Engine] = None, *, start: bool = True, timeout: float = 90) -> Engine:
-    """An engine that answers; runs tests/rehearsal/dockerd.sh to start one when none does."""
+    """An engine that answers; runs tests/rehearsal/dockerd.sh to start one when none does (`dockerd.sh b`
+    for engine B's socket)."""
     engine = engine or Engine()
     if engine.ping():
         return engine
     if not start:
         raise RehearsalError(f"no Docker engine answers at {engine.socket_path}")
-    proc = subprocess.run(["bash", str(_DOCKERD_SH)], capture_output=True, text=True, timeout=timeout,
+    which = ["b"] if engine.socket_path == ENGINE_B_SOCKET else []
+    proc = subprocess.run(["bash", str(_DOCKERD_SH), *which], capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
     if proc.returncode != 0 or not engine.ping():
         raise RehearsalError(f"could not start the Docker engine (dockerd.sh exited {proc.returncode}):\n"
@@ -1074,7 +1132,7 @@ def up(records: Sequence[Mapping[str, Any]], *, images: Mapping[str, str], binds
        run_label: str = DEFAULT_RUN_LABEL, engine: Optional[Engine] = None,
        ignore_types: Iterable[str] = DEFAULT_IGNORED_TYPE_PREFIXES, run_commands: bool = True,
        log: Callable[[str], None] = print, concurrency: int = 1, only: Optional[Collection[str]] = None,
-       wait_cap: Optional[float] = None) -> Deployment:
+       wait_cap: Optional[float] = None, engines: Optional[Mapping[str, Engine]] = None) -> Deployment:
     """Create every recorded resource on the engine, like `pulumi up` would.
 
     concurrency=1: one after the other, in `plan` order. concurrency>1: like `pulumi up`, each
@@ -1083,6 +1141,7 @@ def up(records: Sequence[Mapping[str, Any]], *, images: Mapping[str, str], binds
     only: create just these resource names (the others exist already: a second `up`).
     wait_cap: wait at most this many seconds for a container to be healthy, whatever its
     `waitTimeout` (a rehearsal addition: readable failures instead of an hour-long wait).
+    engines: Docker provider name -> engine; each record is created on its provider's (see engine_for).
 
     Raises `RehearsalError` (with `.deployment` set: what was created so far) on the first failure;
     call `destroy(records, ...)` either way.
@@ -1099,8 +1158,12 @@ def up(records: Sequence[Mapping[str, Any]], *, images: Mapping[str, str], binds
     lock = threading.Lock()
     stop = threading.Event()
 
+    for step in steps:  # every record has its engine before anything is created
+        engine_for(step.record, engine, engines)
+
     def create(step: Step) -> None:
-        _create_step(engine, step, dep, run_commands=run_commands, wait_cap=wait_cap, stop=stop, lock=lock, log=log)
+        _create_step(engine_for(step.record, engine, engines), step, dep, run_commands=run_commands,
+                     wait_cap=wait_cap, stop=stop, lock=lock, log=log)
 
     try:
         if concurrency <= 1:
@@ -1166,11 +1229,12 @@ def _labelled(obj: Optional[Mapping[str, Any]], run_label: Optional[str]) -> boo
 def destroy(records: Sequence[Mapping[str, Any]], *, engine: Optional[Engine] = None,
             run_label: str = DEFAULT_RUN_LABEL, deployment: Optional[Deployment] = None,
             run_commands: bool = True, ignore_types: Iterable[str] = DEFAULT_IGNORED_TYPE_PREFIXES,
-            log: Callable[[str], None] = print) -> DestroyReport:
+            log: Callable[[str], None] = print, engines: Optional[Mapping[str, Engine]] = None) -> DestroyReport:
     """Delete what `up` created, like `pulumi destroy`: local commands' `delete` (reverse order), then
     containers (reverse order), networks and volumes - except resources with retainOnDelete, which stay.
     Only objects carrying this run's label are touched. Stand-in images stay. Never raises for
     objects already gone; raises at the end if anything could not be removed.
+    engines: Docker provider name -> engine; each record is deleted on its provider's (see engine_for).
     """
     engine = engine or Engine()
     report = DestroyReport()
@@ -1200,7 +1264,8 @@ def destroy(records: Sequence[Mapping[str, Any]], *, engine: Optional[Engine] = 
         name = _name(rec, inputs)
         if retained(rec, f"container {name}"):
             continue
-        info = engine.inspect_container(name)
+        on = engine_for(rec, engine, engines)
+        info = on.inspect_container(name)
         if info is None:
             continue
         if not _labelled(info, run_label):
@@ -1208,12 +1273,12 @@ def destroy(records: Sequence[Mapping[str, Any]], *, engine: Optional[Engine] = 
             continue
         grace = inputs.get("destroyGraceSeconds")
         try:
-            engine.remove_container(name, stop_timeout=as_int(grace, name) if grace is not None else 10,
-                                    volumes=bool(inputs.get("removeVolumes", True)))
+            on.remove_container(name, stop_timeout=as_int(grace, name) if grace is not None else 10,
+                                volumes=bool(inputs.get("removeVolumes", True)))
             report.removed.append(f"container {name}")
         except RehearsalError as e:
             report.errors.append(str(e))
-    for typ, inspect, path in ((NETWORK, engine.inspect_network, "/networks/"), (VOLUME, engine.inspect_volume, "/volumes/")):
+    for typ, path in ((NETWORK, "/networks/"), (VOLUME, "/volumes/")):
         kind = path.strip("/")[:-1]
         for rec in reversed(recs):
             if rec.get("type") != typ:
@@ -1221,14 +1286,15 @@ def destroy(records: Sequence[Mapping[str, Any]], *, engine: Optional[Engine] = 
             name = _name(rec, _inputs(rec))
             if retained(rec, f"{kind} {name}"):
                 continue
-            obj = inspect(name)
+            on = engine_for(rec, engine, engines)
+            obj = (on.inspect_network if typ == NETWORK else on.inspect_volume)(name)
             if obj is None:
                 continue
             if not _labelled(obj, run_label):
                 report.errors.append(f"{kind} {name} exists but is not this rehearsal's: left alone")
                 continue
             try:
-                engine.request("DELETE", path + urllib.parse.quote(name))
+                on.request("DELETE", path + urllib.parse.quote(name))
                 report.removed.append(f"{kind} {name}")
             except RehearsalError as e:
                 report.errors.append(str(e))
@@ -1241,18 +1307,31 @@ def destroy(records: Sequence[Mapping[str, Any]], *, engine: Optional[Engine] = 
     return report
 
 
-def leftover_volumes(engine: Optional[Engine] = None, run_label: Optional[str] = None) -> list[dict]:
-    """Volumes with the rehearsal label (of one run, or of any run): [{name, labels}]."""
+def leftover_volumes(engine: Optional[Engine] = None, run_label: Optional[str] = None,
+                     engines: Optional[Mapping[str, Engine]] = None) -> list[dict]:
+    """Volumes with the rehearsal label (of one run, or of any run) on `engine` and every engine of
+    `engines`: [{name, labels, engine (its socket)}]."""
     engine = engine or Engine()
     label = REHEARSAL_LABEL if run_label is None else f"{REHEARSAL_LABEL}={run_label}"
-    return [{"name": v["Name"], "labels": v.get("Labels") or {}} for v in engine.list_volumes(label)]
+    return [{"name": v["Name"], "labels": v.get("Labels") or {}, "engine": e.socket_path}
+            for e in distinct_engines(engine, engines) for v in e.list_volumes(label)]
 
 
 def cleanup(engine: Optional[Engine] = None, *, run_label: Optional[str] = None, volumes: bool = True,
-            log: Callable[[str], None] = print) -> list[str]:
+            log: Callable[[str], None] = print, engines: Optional[Mapping[str, Engine]] = None) -> list[str]:
     """Remove every container and network (and volume, unless volumes=False) carrying the rehearsal
-    label - of one run, or of any run (leftovers of an earlier failed rehearsal). Returns what went."""
+    label - of one run, or of any run (leftovers of an earlier failed rehearsal) - on `engine` and every
+    engine of `engines`. Returns what went."""
     engine = engine or Engine()
+    gone: list[str] = []
+    for e in distinct_engines(engine, engines):
+        gone += _cleanup_one(e, run_label=run_label, volumes=volumes)
+    for line in gone:
+        log(f"[rehearsal] cleanup: removed {line}")
+    return gone
+
+
+def _cleanup_one(engine: Engine, *, run_label: Optional[str], volumes: bool) -> list[str]:
     label = REHEARSAL_LABEL if run_label is None else f"{REHEARSAL_LABEL}={run_label}"
     gone = []
     for c in engine.list_containers(label):
@@ -1265,6 +1344,4 @@ def cleanup(engine: Optional[Engine] = None, *, run_label: Optional[str] = None,
         for v in engine.list_volumes(label):
             engine.request("DELETE", f"/volumes/{urllib.parse.quote(v['Name'])}")
             gone.append(f"volume {v['Name']}")
-    for line in gone:
-        log(f"[rehearsal] cleanup: removed {line}")
     return gone

@@ -5,8 +5,9 @@
              pulumi-docker inputs) concurrently over the plan's dependency graph, like `pulumi up`;
              containers wait for healthy through their own healthchecks; the model pulls are the
              recorded pulumi-command `create` scripts, run with /bin/sh against the stack's Docker host
-    smoke    config.smoke against the published gateway port, with the master key and the model
-             lists of the plan's outputs: every route must answer
+    smoke    config.smoke through the edge (Caddy, `tls: internal`: the only published port), trusting
+             the stack CA of the plan's outputs, with the master key and the model lists of the
+             plan's outputs: every route must answer
     change   the stack again with ONE changed model: config.plan_diff says which resources change;
              those changes are applied (replaced containers recreated, new pulls run, dropped pulls
              deleted) and the smoke check runs again
@@ -22,10 +23,13 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 import secrets
 import socket
+import ssl
 import string
 import sys
+import tempfile
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -46,6 +50,7 @@ from config.source import from_stack_file
 
 from . import docker_api as api
 from . import standin_images as si
+from .tls_provider import TLSProvider
 
 Log = Callable[[str], None]
 
@@ -54,8 +59,15 @@ STACK = "rehearsal"
 #: The Docker host of the rehearsal stack: the engine docker_api talks to must be this one, since
 #: the pull scripts run `docker -H <it> exec ...`.
 DOCKER_HOST = "unix:///var/run/docker.sock"
-#: Types that create nothing on a Docker host: the program's components, providers, random values.
-IGNORED_TYPES = (*api.DEFAULT_IGNORED_TYPE_PREFIXES, "llmstack:")
+#: The rehearsal's Docker engines (tests/rehearsal/dockerd.sh, `dockerd.sh b`): a stack's hosts must be on these.
+#: Both are started, and both cleaned of leftovers, whatever the stack uses.
+ENGINE_SOCKETS = (DOCKER_HOST[len("unix://"):], api.ENGINE_B_SOCKET)
+#: The name the edge's certificate carries: the gateway host's address, which is `localhost` for a host reached
+#: over a local unix socket (the edge's default domain); the smoke check calls https://localhost:<port>.
+EDGE_DOMAIN = "localhost"
+#: Types that create nothing on a Docker host: the program's components, providers, random values, and
+#: pulumi-tls's keys and certificates (state only; tls_provider.py made them real in the plan's inputs).
+IGNORED_TYPES = (*api.DEFAULT_IGNORED_TYPE_PREFIXES, "llmstack:", "tls:")
 COMPONENT_PREFIX = "llmstack:"
 #: The one rehearsal change to a container's env. With DATABASE_URL set, LiteLLM runs Prisma at
 #: start (client generation and migrations), and Prisma downloads its query-engine binaries from
@@ -69,6 +81,9 @@ GATEWAY_ENV_OVERRIDE = {"DATABASE_URL": None}
 CHANGED_OLLAMA = ("qwen2.5-small", "qwen2.5:0.5b-instruct-q4_K_M")
 EXPECTED_CHANGE = {
     (REPLACE, api.CONTAINER, "gateway"),
+    # behind the edge, the gateway's Docker name carries a generation id that follows its config: a new name, so
+    # the new container is created (and healthy) before the old one goes
+    (REPLACE, "random:index/randomId:RandomId", "gateway-generation"),
     (CREATE, api.LOCAL_COMMAND, "ollama-pull-qwen2.5-0.5b-instruct-q4_K_M"),
     (DELETE, api.LOCAL_COMMAND, "ollama-pull-qwen2.5-0.5b"),
 }
@@ -90,15 +105,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def stack_config(port: int, *, changed: bool = False, edit: Optional[Callable[[dict[str, Any]], None]] = None,
-                 monitoring_ports: Optional[tuple[int, int]] = None) -> dict[str, Any]:
-    """The rehearsal stack's raw config, the gateway on `port`; `changed`: with CHANGED_OLLAMA applied;
-    `edit`: a change of the caller's (a test breaking the stack on purpose); `monitoring_ports`: Prometheus'
-    and Grafana's host ports (default: the stack file's)."""
+def stack_config(port: int, *, changed: bool = False, edit: Optional[Callable[[dict[str, Any]], None]] = None) -> dict[str, Any]:
+    """The rehearsal stack's raw config, the edge's HTTPS on `port`; `changed`: with CHANGED_OLLAMA applied;
+    `edit`: a change of the caller's (a test breaking the stack on purpose)."""
     raw = copy.deepcopy(from_stack_file(STACK_FILE))
-    raw["gateway"]["port"] = port
-    if monitoring_ports is not None:
-        raw["monitoring"]["prometheus"]["port"], raw["monitoring"]["grafana"]["port"] = monitoring_ports
+    raw["edge"]["httpsPort"] = port
     if edit is not None:
         edit(raw)
     if changed:
@@ -130,17 +141,21 @@ def resource_id(type_: str, name: str, inputs: dict[str, Any]) -> str:
     return f"{name}-id"
 
 
-def record_plan(raw: dict[str, Any], passwords: Passwords, *, deployable: bool = True) -> Plan:
+def record_plan(raw: dict[str, Any], passwords: Passwords, *, deployable: bool = True,
+                tls: Optional[TLSProvider] = None) -> Plan:
     """The program's plan for this config: run_program under Pulumi's mocks.
 
+    tls: real keys and certificates for the pulumi-tls resources (one per resource for the run); without
+    it, the mocks' PEM-shaped markers.
     deployable: containers' ids are their names (see resource_id). Otherwise the mocks' own ids
     (`<resource>-id`), for config.plan_diff: it follows a replaced resource's id into the inputs
     that mention it as a word, which is sound for distinctive ids (Docker's 64 hex digits, the
     mocks' `-id` suffix) but not for a bare name like `litellm`, which also stands as a word in
     the gateway's DATABASE_URL (`postgresql://litellm:...`)."""
+    extra: dict[str, Any] = {"tls": tls} if tls is not None else {}
     if deployable:
-        return run_program(raw, stack=STACK, password=passwords, resource_id=resource_id)
-    return run_program(raw, stack=STACK, password=passwords)
+        return run_program(raw, stack=STACK, password=passwords, resource_id=resource_id, **extra)
+    return run_program(raw, stack=STACK, password=passwords, **extra)
 
 
 def records_of(plan: Plan) -> list[dict[str, Any]]:
@@ -164,7 +179,8 @@ def records_of(plan: Plan) -> list[dict[str, Any]]:
     if len(set(names)) != len(names):
         raise api.RehearsalError(f"two resources share a name: {sorted(n for n in names if names.count(n) > 1)}")
     return [{"type": r.type, "name": r.name, "inputs": r.inputs, "retainOnDelete": r.retain_on_delete,
-             "outputs": r.outputs, "dependsOn": sorted(set().union(set(), *(leaves(u) for u in r.depends_on)))}
+             "outputs": r.outputs, "dependsOn": sorted(set().union(set(), *(leaves(u) for u in r.depends_on))),
+             "provider": r.provider, "deleteBeforeReplace": r.delete_before_replace}
             for r in plan.resources]
 
 
@@ -195,12 +211,24 @@ def gateway_container(plan: Plan) -> str:
     return name
 
 
-def smoke_argv(plan: Plan, port: int) -> list[str]:
-    """config.smoke's command line: the published port, the plan's master key and model lists."""
+def smoke_argv(plan: Plan, ca_file: Optional[str]) -> list[str]:
+    """config.smoke's command line: the plan's gateway URL (the edge's), master key and model lists, and the
+    stack CA's certificate (the caCertificate output, written to `ca_file`) to trust."""
     outputs = reveal(plan.outputs)
     models = {"models": outputs["models"], "toolModels": outputs["toolModels"]}
-    return ["--url", f"http://127.0.0.1:{port}", "--key", outputs["masterKey"],
+    return ["--url", outputs["gatewayUrl"], "--key", outputs["masterKey"], *(["--ca", ca_file] if ca_file else []),
             "--models-json", json.dumps(models), "--timeout", str(SMOKE_TIMEOUT_S)]
+
+
+def engines_of(records: list[dict[str, Any]]) -> dict[str, api.Engine]:
+    """Docker provider name -> the rehearsal engine at the socket its `host` names (A or B)."""
+    engines = {}
+    for provider, socket_path in api.provider_sockets(records).items():
+        if socket_path not in ENGINE_SOCKETS:
+            raise api.RehearsalError(f"{provider}: Docker host unix://{socket_path} is not one of the rehearsal's "
+                                     f"engines ({', '.join(ENGINE_SOCKETS)})")
+        engines[provider] = api.Engine(socket_path)
+    return engines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,7 +240,7 @@ class Report:
     """What a rehearsal did and saw; test_rehearsal.py asserts on it."""
 
     run_label: str
-    port: int
+    port: int                                                         # the edge's HTTPS port on 127.0.0.1
     started: float = field(default_factory=time.monotonic)
     phases: dict[str, float] = field(default_factory=dict)            # phase -> seconds
     health: dict[str, tuple[float, float]] = field(default_factory=dict)  # container -> (start, healthy) s after up began
@@ -236,7 +264,10 @@ class Report:
     postgres_data_after_destroy: bool = False
     left_after_cleanup: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    monitoring_ports: tuple[int, int] = (0, 0)                        # Prometheus, Grafana on 127.0.0.1
+    gateway_url: str = ""                                             # the gatewayUrl output (the edge's)
+    ca_subject: str = ""                                              # the caCertificate output's subject
+    without_ca: str = ""                                              # a call to the edge that trusts only the system CAs
+    edge_served: dict[str, dict[str, int]] = field(default_factory=dict)  # the changed gateway's access log by client (edge_requests)
     targets: dict[str, str] = field(default_factory=dict)             # scrape job -> health, as Prometheus sees it
     probes: dict[str, str] = field(default_factory=dict)              # probed engine -> probe_success
     gateway_requests: dict[str, float] = field(default_factory=dict)  # requested_model -> LiteLLM's request counter
@@ -249,7 +280,8 @@ class Report:
     grafana_datasource: str = ""
 
     def summary(self) -> str:
-        lines = [f"rehearsal {self.run_label}: {self.seconds:.1f}s in all (gateway on 127.0.0.1:{self.port})"]
+        lines = [f"rehearsal {self.run_label}: {self.seconds:.1f}s in all (edge {self.gateway_url} on 127.0.0.1:{self.port}, "
+                 f"CA {self.ca_subject!r}; without it: {self.without_ca})"]
         lines += [f"  {phase:<10} {s:6.1f}s" for phase, s in self.phases.items()]
         lines.append("  containers (created -> healthy, seconds after up began):")
         lines += [f"    {n:<18} {a:5.1f} -> {b:5.1f}  ({b - a:4.1f}s to healthy)"
@@ -261,6 +293,7 @@ class Report:
         lines.append(f"  prometheus targets: {self.targets}; probes: {self.probes}")
         lines.append(f"  gateway requests by model: {self.gateway_requests}; deployment states: {self.deployment_states}")
         lines.append(f"  after stopping {STOPPED_ENGINE}: {self.stopped_engine_alerts}; grafana: {self.grafana_dashboards}")
+        lines.append(f"  the gateway's requests by client (after the change): {self.edge_served}")
         lines.append(f"  after destroy: volumes {self.volumes_after_destroy}, ollama store {self.ollama_models_after_destroy}, "
                      f"postgres data {'present' if self.postgres_data_after_destroy else 'MISSING'}")
         return "\n".join(lines)
@@ -279,9 +312,9 @@ def check_names_free(engine: api.Engine, plan: Plan) -> None:
                                      f"stop that deployment first (the rehearsal uses the program's container names)")
 
 
-def run_smoke(plan: Plan, port: int, engine: api.Engine, log: Log) -> tuple[int, str]:
+def run_smoke(plan: Plan, ca_file: Optional[str], engine: api.Engine, log: Log) -> tuple[int, str]:
     out = io.StringIO()
-    code = smoke.main(smoke_argv(plan, port), out=out)
+    code = smoke.main(smoke_argv(plan, ca_file), out=out)
     log(out.getvalue())
     if code != 0:
         gateway = gateway_container(plan)
@@ -330,15 +363,39 @@ STOPPED_ENGINE = "infinity"
 MONITORING_WAIT_S = 60.0
 
 
-def _get_json(url: str, auth: Optional[tuple[str, str]] = None) -> Any:
+def _get_json(url: str, auth: Optional[tuple[str, str]] = None, ca_file: Optional[str] = None) -> Any:
     import base64
     import urllib.request
 
     request = urllib.request.Request(url)
     if auth is not None:
         request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
-    with urllib.request.urlopen(request, timeout=10) as response:
+    context = ssl.create_default_context(cafile=ca_file) if ca_file else None
+    with urllib.request.urlopen(request, timeout=10, context=context) as response:
         return json.loads(response.read())
+
+
+def call_without_ca(url: str) -> str:
+    """What a client that trusts only the system's CAs gets from the edge: a certificate error."""
+    try:
+        _get_json(url)
+    except Exception as e:  # noqa: BLE001 - the error itself is the answer
+        return f"{type(e).__name__}: {getattr(e, 'reason', e)}"
+    return "answered"
+
+
+def prometheus_api(engine: api.Engine, plan: Plan) -> Callable[[str], Any]:
+    """GET on Prometheus' API from inside its own container: with the edge on, Prometheus publishes nothing
+    (it has no login of its own)."""
+    name = containers(plan)["prometheus"]["name"]
+
+    def get(path: str) -> Any:
+        code, out = engine.exec(name, ["curl", "-sS", "--fail", "--max-time", "10", f"http://127.0.0.1:9090{path}"], timeout=30)
+        if code != 0:
+            raise api.RehearsalError(f"prometheus {path}: curl exited {code}: {out[-500:]}")
+        return json.loads(out)
+
+    return get
 
 
 def _wait(what: str, probe: Callable[[], Any], done: Callable[[Any], bool], timeout: float = MONITORING_WAIT_S) -> Any:
@@ -352,17 +409,19 @@ def _wait(what: str, probe: Callable[[], Any], done: Callable[[Any], bool], time
         time.sleep(0.5)
 
 
-def check_monitoring(engine: api.Engine, plan: Plan, report: Report, log: Log) -> None:
-    """After the smoke check: Prometheus (through its published loopback port) sees every target up, the
+def check_monitoring(engine: api.Engine, plan: Plan, report: Report, log: Log, ca_file: str) -> None:
+    """After the smoke check: Prometheus (asked from inside its container) sees every target up, the
     gateway's request counter and deployment state per model; a stopped engine makes TargetDown pending;
-    Grafana serves the generated dashboards to the admin password of the stack outputs."""
-    prometheus, grafana = (f"http://127.0.0.1:{port}" for port in report.monitoring_ports)
+    Grafana, through the edge at /grafana/ (the grafanaUrl output), serves the generated dashboards to the
+    admin password of the stack outputs."""
+    prometheus = prometheus_api(engine, plan)
+    grafana = reveal(plan.outputs)["grafanaUrl"].rstrip("/")
 
     def query(expr: str) -> list[dict]:
-        return _get_json(f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))["data"]["result"]
+        return prometheus("/api/v1/query?" + urllib.parse.urlencode({"query": expr}))["data"]["result"]
 
     def targets() -> dict[str, str]:
-        active = _get_json(f"{prometheus}/api/v1/targets")["data"]["activeTargets"]
+        active = prometheus("/api/v1/targets")["data"]["activeTargets"]
         return {t["labels"]["job"]: t["health"] for t in active}
 
     report.targets = _wait("every target up", targets, lambda t: bool(t) and set(t.values()) == {"up"})
@@ -380,19 +439,20 @@ def check_monitoring(engine: api.Engine, plan: Plan, report: Report, log: Log) -
         lambda: {r["metric"]["litellm_model_name"]: r["value"][1] for r in query("max by (litellm_model_name) (litellm_deployment_state)")},
         lambda d: len(d) >= len(gateway_models(plan)))
     report.gpu_memory_used = {f"{r['metric']['host']}/{r['metric']['gpu']}": r["value"][1] for r in query("DCGM_FI_DEV_FB_USED")}
-    rules = {r["name"]: r for g in _get_json(f"{prometheus}/api/v1/rules")["data"]["groups"] for r in g["rules"]}
+    rules = {r["name"]: r for g in prometheus("/api/v1/rules")["data"]["groups"] for r in g["rules"]}
     report.rules_health = {name: rule["health"] for name, rule in rules.items()}
 
     outputs = reveal(plan.outputs)
-    report.grafana_dashboards = sorted(b["title"] for b in _get_json(f"{grafana}/api/search", ("admin", outputs["grafanaAdminPassword"])))
-    [source] = _get_json(f"{grafana}/api/datasources", ("admin", outputs["grafanaAdminPassword"]))
+    admin = ("admin", outputs["grafanaAdminPassword"])
+    report.grafana_dashboards = sorted(b["title"] for b in _get_json(f"{grafana}/api/search", admin, ca_file))
+    [source] = _get_json(f"{grafana}/api/datasources", admin, ca_file)
     report.grafana_datasource = source["url"]
 
     t0 = time.monotonic()
     engine.request("POST", f"/containers/{containers(plan)[STOPPED_ENGINE]['name']}/stop", params={"t": 5})
 
     def pending() -> list[tuple[str, str, str]]:
-        groups = _get_json(f"{prometheus}/api/v1/rules")["data"]["groups"]
+        groups = prometheus("/api/v1/rules")["data"]["groups"]
         return sorted((r["name"], a["state"], a["labels"].get("model", "")) for g in groups for r in g["rules"] for a in r.get("alerts") or [])
 
     report.stopped_engine_alerts = _wait(f"TargetDown pending for {STOPPED_ENGINE}", pending, bool)
@@ -407,10 +467,14 @@ def gateway_models(plan: Plan) -> list[dict]:
 
 
 def apply_change(engine: api.Engine, before: Plan, after: Plan, changes: list[Change], *, images: Mapping[str, str],
-                 run_label: str, log: Log) -> None:
-    """Carry out the diff like `pulumi up`: replaced containers are deleted first (their names are
-    fixed), created and replaced resources created (pull commands whose `create` changed re-run
-    it), then removed resources deleted (a dropped pull runs its `delete`: the model leaves the store)."""
+                 run_label: str, log: Log, engines: Optional[Mapping[str, api.Engine]] = None) -> None:
+    """Carry out the diff like `pulumi up`: replaced containers marked deleteBeforeReplace are deleted first
+    (their names are fixed), created and replaced resources created (pull commands whose `create` changed
+    re-run it), then the other replaced containers (a generated name: the new one was created and healthy
+    first, like Pulumi's default) and removed resources deleted (a dropped pull runs its `delete`: the model
+    leaves the store). Changes of types that create nothing on a Docker host (random ids) are in the new plan's
+    inputs already."""
+    changes = [c for c in changes if not c.type.startswith(IGNORED_TYPES)]
     unsupported = [c for c in changes if c.action in (CREATE, REPLACE, DELETE)
                    and c.type not in (api.CONTAINER, api.LOCAL_COMMAND)]
     if unsupported:
@@ -418,22 +482,31 @@ def apply_change(engine: api.Engine, before: Plan, after: Plan, changes: list[Ch
                                  + "\n".join(f"  {c}" for c in unsupported))
     old = {(r["type"], r["name"]): r for r in records_of(before)}
     new_records = records_of(after)
-    for c in changes:
-        if c.type == api.CONTAINER and c.action == REPLACE:
-            engine.remove_container(str(reveal(old[(c.type, c.name)]["inputs"]["name"])), stop_timeout=10)
-            log(f"[rehearsal] replace: removed container {c.name}")
+    def remove(rec: Mapping[str, Any]) -> None:
+        grace = reveal(rec["inputs"]).get("destroyGraceSeconds")
+        api.engine_for(rec, engine, engines).remove_container(str(reveal(rec["inputs"]["name"])),
+                                                              stop_timeout=int(grace) if grace is not None else 10)
+        log(f"[rehearsal] replace: removed container {rec['name']} ({reveal(rec['inputs']['name'])})")
+
+    replaced = [old[(c.type, c.name)] for c in changes if c.type == api.CONTAINER and c.action == REPLACE]
+    for rec in replaced:
+        if rec.get("deleteBeforeReplace"):
+            remove(rec)
     redo = {c.name for c in changes if c.action in (CREATE, REPLACE)
             or (c.action == UPDATE and c.type == api.LOCAL_COMMAND)}
     api.up(new_records, images=images, binds=si.rehearsal_binds(), env_overrides={gateway_container(after): GATEWAY_ENV_OVERRIDE},
            run_label=run_label, engine=engine, ignore_types=IGNORED_TYPES, concurrency=CONCURRENCY,
-           only=redo, wait_cap=WAIT_CAP_S, log=log)
+           only=redo, wait_cap=WAIT_CAP_S, log=log, engines=engines)
+    for rec in replaced:
+        if not rec.get("deleteBeforeReplace"):
+            remove(rec)
     for c in changes:
         if c.action == DELETE:
             rec = old[(c.type, c.name)]
             if c.type == api.LOCAL_COMMAND:
                 api.run_command(api.command_spec(rec), "delete", log=log)
             else:
-                engine.remove_container(str(reveal(rec["inputs"]["name"])), stop_timeout=10)
+                api.engine_for(rec, engine, engines).remove_container(str(reveal(rec["inputs"]["name"])), stop_timeout=10)
 
 
 def volume_path(engine: api.Engine, name: str) -> Path:
@@ -452,98 +525,145 @@ def rehearse(engine: Optional[api.Engine] = None, log: Log = print,
     if engine.socket_path != DOCKER_HOST[len("unix://"):]:
         raise api.RehearsalError(f"the rehearsal stack's Docker host is {DOCKER_HOST}, but the engine is at "
                                  f"{engine.socket_path}: the pull scripts would reach another engine")
-    report = Report(run_label=f"rehearsal-{secrets.token_hex(4)}", port=free_port(), monitoring_ports=(free_port(), free_port()))
+    every_engine = {"a": engine, "b": api.ensure_engine(api.Engine(api.ENGINE_B_SOCKET))}
+    report = Report(run_label=f"rehearsal-{secrets.token_hex(4)}", port=free_port())
     t_start = report.started
-    passwords = Passwords()
-    ports = report.monitoring_ports
-    plan = record_plan(stack_config(report.port, edit=edit, monitoring_ports=ports), passwords)
-    changed = record_plan(stack_config(report.port, changed=True, edit=edit, monitoring_ports=ports), passwords)
+    passwords, tls = Passwords(), TLSProvider()
+    plan = record_plan(stack_config(report.port, edit=edit), passwords, tls=tls)
+    changed = record_plan(stack_config(report.port, changed=True, edit=edit), passwords, tls=tls)
     records = records_of(plan)
+    engines = engines_of(records)
     images = {**api.image_map(records), **api.image_map(records_of(changed))}
     overrides = {gateway_container(plan): GATEWAY_ENV_OVERRIDE}
     binds = si.rehearsal_binds()
     api.plan(records, images=images, binds=binds, env_overrides=overrides, ignore_types=IGNORED_TYPES)  # fails early
+    outputs = reveal(plan.outputs)
+    report.gateway_url = outputs["gatewayUrl"]
     _phase(report, "plan", t_start)
 
     t0 = time.monotonic()
-    api.cleanup(engine, log=log)  # leftovers of an earlier, interrupted rehearsal
+    api.cleanup(engine, log=log, engines=every_engine)  # leftovers of an earlier, interrupted rehearsal
     check_names_free(engine, plan)
     si.build_standin_images(standin_tags(plan), engine=engine, log=log)
     _phase(report, "images", t0)
-    try:
-        t0 = time.monotonic()
-        dep = api.up(records, images=images, binds=binds, env_overrides=overrides, run_label=report.run_label,
-                     engine=engine, ignore_types=IGNORED_TYPES, concurrency=CONCURRENCY, wait_cap=WAIT_CAP_S, log=log)
-        _phase(report, "up", t0)
-        report.health = {n: (dep.started[n] - t0, dep.finished[n] - t0) for n in containers(plan)}
-        report.pulls = {r.name: dep.finished[r.name] - t0 for r in plan.of_type(api.LOCAL_COMMAND)}
-        report.depends_on = {r["name"]: r["dependsOn"] for r in records if r["name"] in dep.created}
-        probe_wiring(engine, plan, report)
-
-        t0 = time.monotonic()
-        report.smoke.append(run_smoke(plan, report.port, engine, log))
-        _phase(report, "smoke", t0)
-
-        t0 = time.monotonic()
-        report.changes = effective(diff_plans(
-            record_plan(stack_config(report.port, edit=edit, monitoring_ports=ports), passwords, deployable=False),
-            record_plan(stack_config(report.port, changed=True, edit=edit, monitoring_ports=ports), passwords, deployable=False)))
-        log("[rehearsal] changed model " + " -> ".join(CHANGED_OLLAMA) + ": plan diff")
-        for change in report.changes:
-            log(f"  {change}")
-        report.replaced_containers = {c.name for c in report.changes if c.type == api.CONTAINER and c.action == REPLACE}
-        ids_before = {n: (engine.inspect_container(i["name"]) or {}).get("Id") for n, i in containers(plan).items()}
-        apply_change(engine, plan, changed, report.changes, images=images, run_label=report.run_label, log=log)
-        report.untouched_ids = {n: (engine.inspect_container(i["name"]) or {}).get("Id") == ids_before[n]
-                                for n, i in containers(changed).items()}
-        report.smoke.append(run_smoke(changed, report.port, engine, log))
-        _phase(report, "change", t0)
-
-        t0 = time.monotonic()
-        check_monitoring(engine, changed, report, log)
-        _phase(report, "monitoring", t0)
-
-        t0 = time.monotonic()
-        # The pull commands are `deletedWith` their retained model store: `pulumi destroy` skips
-        # their `delete`, so the models stay in the store. Hence run_commands=False.
-        destroyed = api.destroy(records_of(changed), engine=engine, run_label=report.run_label, run_commands=False,
-                                ignore_types=IGNORED_TYPES, log=log)
-        _phase(report, "destroy", t0)
-        report.retained = destroyed.retained
-        report.expected_retained_volumes = sorted(str(reveal(r.inputs["name"])) for r in changed.of_type(api.VOLUME)
-                                                  if r.retain_on_delete)
-        report.volumes_after_destroy = sorted(v["name"] for v in api.leftover_volumes(engine, run_label=report.run_label))
-        label = f"{api.REHEARSAL_LABEL}={report.run_label}"
-        report.objects_after_destroy = [c["Names"][0] for c in engine.list_containers(label)] + \
-                                       [n["Name"] for n in engine.list_networks(label)]
-        ollama = containers(changed)["ollama"]["volumes"][0]["volumeName"]
-        store = volume_path(engine, ollama) / "models" / "standin-models.json"
-        report.ollama_models_after_destroy = sorted(json.loads(store.read_text())) if store.exists() else []
-        pg = containers(changed)["gateway-postgres"]["volumes"][0]["volumeName"]
-        report.postgres_data_after_destroy = (volume_path(engine, pg) / "PG_VERSION").is_file()
-    finally:
-        teardown(engine, changed, report, log)
+    with tempfile.TemporaryDirectory(prefix="llmstack-rehearsal-") as tmp:
+        ca_file = str(Path(tmp) / "stack-ca.pem")
+        Path(ca_file).write_text(outputs["caCertificate"])
+        try:
+            _run(engine, engines, every_engine, plan, changed, records, images, binds, overrides, passwords, report, log,
+                 edit, ca_file)
+        finally:
+            teardown(engine, changed, report, log, every_engine)
     log(report.summary())
     return report
 
 
-def teardown(engine: api.Engine, plan: Plan, report: Report, log: Log) -> None:
-    """Remove everything of this run, retained volumes included; never masks the rehearsal's own error
-    (what could not be removed ends up in report.left_after_cleanup)."""
+def _run(engine: api.Engine, engines: dict[str, api.Engine], every_engine: dict[str, api.Engine], plan: Plan,
+         changed: Plan, records: list[dict[str, Any]], images: dict[str, str], binds: list[str],
+         overrides: dict[str, dict[str, Optional[str]]], passwords: Passwords, report: Report, log: Log,
+         edit: Optional[Callable[[dict[str, Any]], None]], ca_file: str) -> None:
+    from cryptography import x509
+
+    report.ca_subject = x509.load_pem_x509_certificate(Path(ca_file).read_bytes()).subject.rfc4514_string()
     t0 = time.monotonic()
+    dep = api.up(records, images=images, binds=binds, env_overrides=overrides, run_label=report.run_label,
+                 engine=engine, ignore_types=IGNORED_TYPES, concurrency=CONCURRENCY, wait_cap=WAIT_CAP_S, log=log,
+                 engines=engines)
+    _phase(report, "up", t0)
+    report.health = {n: (dep.started[n] - t0, dep.finished[n] - t0) for n in containers(plan)}
+    report.pulls = {r.name: dep.finished[r.name] - t0 for r in plan.of_type(api.LOCAL_COMMAND)}
+    report.depends_on = {r["name"]: r["dependsOn"] for r in records if r["name"] in dep.created}
+    probe_wiring(engine, plan, report)
+
+    t0 = time.monotonic()
+    report.without_ca = call_without_ca(f"{report.gateway_url}/health/readiness")
+    report.smoke.append(run_smoke(plan, ca_file, engine, log))
+    _phase(report, "smoke", t0)
+
+    t0 = time.monotonic()
+    report.changes = effective(diff_plans(
+        record_plan(stack_config(report.port, edit=edit), passwords, deployable=False),
+        record_plan(stack_config(report.port, changed=True, edit=edit), passwords, deployable=False)))
+    log("[rehearsal] changed model " + " -> ".join(CHANGED_OLLAMA) + ": plan diff")
+    for change in report.changes:
+        log(f"  {change}")
+    report.replaced_containers = {c.name for c in report.changes if c.type == api.CONTAINER and c.action == REPLACE}
+    ids_before = {n: (engine.inspect_container(i["name"]) or {}).get("Id") for n, i in containers(plan).items()}
+    apply_change(engine, plan, changed, report.changes, images=images, run_label=report.run_label, log=log,
+                 engines=engines)
+    report.untouched_ids = {n: (engine.inspect_container(i["name"]) or {}).get("Id") == ids_before[n]
+                            for n, i in containers(changed).items()}
+    report.smoke.append(run_smoke(changed, ca_file, engine, log))
+    _phase(report, "change", t0)
+
+    t0 = time.monotonic()
+    check_monitoring(engine, changed, report, log, ca_file)
+    _phase(report, "monitoring", t0)
+    report.edge_served = edge_requests(engine, changed)
+
+    t0 = time.monotonic()
+    # The pull commands are `deletedWith` their retained model store: `pulumi destroy` skips
+    # their `delete`, so the models stay in the store. Hence run_commands=False.
+    destroyed = api.destroy(records_of(changed), engine=engine, run_label=report.run_label, run_commands=False,
+                            ignore_types=IGNORED_TYPES, log=log, engines=engines)
+    _phase(report, "destroy", t0)
+    report.retained = destroyed.retained
+    report.expected_retained_volumes = sorted(str(reveal(r.inputs["name"])) for r in changed.of_type(api.VOLUME)
+                                              if r.retain_on_delete)
+    report.volumes_after_destroy = sorted(v["name"] for v in api.leftover_volumes(engine, run_label=report.run_label,
+                                                                                   engines=every_engine))
+    label = f"{api.REHEARSAL_LABEL}={report.run_label}"
+    report.objects_after_destroy = [c["Names"][0] for e in every_engine.values() for c in e.list_containers(label)] + \
+                                   [n["Name"] for e in every_engine.values() for n in e.list_networks(label)]
+    ollama = containers(changed)["ollama"]["volumes"][0]["volumeName"]
+    store = volume_path(engine, ollama) / "models" / "standin-models.json"
+    report.ollama_models_after_destroy = sorted(json.loads(store.read_text())) if store.exists() else []
+    pg = containers(changed)["gateway-postgres"]["volumes"][0]["volumeName"]
+    report.postgres_data_after_destroy = (volume_path(engine, pg) / "PG_VERSION").is_file()
+
+
+#: uvicorn's access log line, as LiteLLM's proxy writes it: `INFO:     172.20.0.9:51234 - "POST /v1/embeddings HTTP/1.1" 200 OK`.
+ACCESS_LOG = re.compile(r'(\d+\.\d+\.\d+\.\d+):\d+ - "([A-Z]+) ([^ ?"]+)[^"]* HTTP/[\d.]+" (\d{3})')
+
+
+def edge_requests(engine: api.Engine, plan: Plan) -> dict[str, dict[str, int]]:
+    """Requests in the gateway's access log by client: `edge` (the edge container's address) or `other` (any other
+    address but the container's own loopback, where its healthcheck runs) -> "METHOD path status" -> count."""
+    edge = next(i["name"] for i in containers(plan).values() if _labels(i)["llmstack.component"] == "caddy")
+    networks = ((engine.inspect_container(edge) or {}).get("NetworkSettings") or {}).get("Networks") or {}
+    edge_ips = {n["IPAddress"] for n in networks.values()}
+    counts: dict[str, dict[str, int]] = {"edge": {}, "other": {}}
+    for match in ACCESS_LOG.finditer(engine.logs(gateway_container(plan), tail=5000)):
+        ip, method, path, status = match.groups()
+        if ip == "127.0.0.1":
+            continue
+        who = counts["edge" if ip in edge_ips else "other"]
+        key = f"{method} {path} {status}"
+        who[key] = who.get(key, 0) + 1
+    return counts
+
+
+def teardown(engine: api.Engine, plan: Plan, report: Report, log: Log,
+             every_engine: Optional[Mapping[str, api.Engine]] = None) -> None:
+    """Remove everything of this run on every engine, retained volumes included; never masks the rehearsal's own
+    error (what could not be removed ends up in report.left_after_cleanup)."""
+    t0 = time.monotonic()
+    records = records_of(plan)
     for step in ("destroy", "cleanup"):
         try:
             if step == "destroy":  # after a failure: what `up` got to create (a no-op after a destroy)
-                api.destroy(records_of(plan), engine=engine, run_label=report.run_label, run_commands=False,
-                            ignore_types=IGNORED_TYPES, log=lambda _: None)
+                api.destroy(records, engine=engine, run_label=report.run_label, run_commands=False,
+                            ignore_types=IGNORED_TYPES, log=lambda _: None, engines=engines_of(records))
             else:
-                api.cleanup(engine, run_label=report.run_label, log=log)
+                api.cleanup(engine, run_label=report.run_label, log=log, engines=every_engine)
         except api.RehearsalError as e:
             log(f"[rehearsal] teardown: {step}: {e}")
     label = f"{api.REHEARSAL_LABEL}={report.run_label}"
-    report.left_after_cleanup = [f"volume {v['name']}" for v in api.leftover_volumes(engine, run_label=report.run_label)]
-    report.left_after_cleanup += [f"container {c['Names'][0]}" for c in engine.list_containers(label)]
-    report.left_after_cleanup += [f"network {n['Name']}" for n in engine.list_networks(label)]
+    engines = api.distinct_engines(engine, every_engine)
+    report.left_after_cleanup = [f"volume {v['name']}" for v in api.leftover_volumes(engine, run_label=report.run_label,
+                                                                                      engines=every_engine)]
+    report.left_after_cleanup += [f"container {c['Names'][0]}" for e in engines for c in e.list_containers(label)]
+    report.left_after_cleanup += [f"network {n['Name']}" for e in engines for n in e.list_networks(label)]
     _phase(report, "cleanup", t0)
     report.seconds = time.monotonic() - report.started
 

@@ -17,6 +17,7 @@ rehearsal adds to every container: `rehearsal_binds()` is the ONE place that lis
     blackbox-exporter  ENTRYPOINT ["/bin/blackbox_exporter"], USER nobody -> Debian's prometheus-blackbox-exporter (0.23)
     grafana            ENTRYPOINT ["/run.sh"], USER 472 -> python -m tests.standins.grafana (real Grafana cannot run here)
     dcgm-exporter      (distroless, needs a GPU) -> python -m tests.standins.dcgm
+    caddy              CMD ["caddy", "run", ...] -> Debian's caddy (2.6.2; the image has 2.11), `wget` -> busybox's
 
 Images are built through the Engine API (`POST /build`, the classic builder: `FROM scratch` needs
 no registry). A tag that already exists and is not a rehearsal stand-in is never overwritten
@@ -65,6 +66,7 @@ DEFAULT_TAGS: dict[str, str] = {
     "blackbox-exporter": "prom/blackbox-exporter:v0.25.0",
     "grafana": "grafana/grafana:13.1.0",
     "dcgm-exporter": "nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-distroless",
+    "caddy": "caddy:2.11.4",
 }
 
 _BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -213,6 +215,16 @@ def image_specs(venv_bin: str) -> dict[str, ImageSpec]:
         "dcgm-exporter": ImageSpec(
             entrypoint=[f"{SHIM_DIR}/dcgm-exporter"], env=standin_env,
             shims={"dcgm-exporter": ("standin", "tests.standins.dcgm", None)}, needs_repo=True),
+        # caddyserver/caddy-docker 2.11/alpine/Dockerfile: XDG dirs /config and /data (volumes), WORKDIR /srv,
+        # CMD caddy run on /etc/caddy/Caddyfile, caddy in /usr/bin (here Debian's, the host's /usr). The
+        # healthcheck runs Alpine's busybox `wget`: the shim is Debian's busybox, not GNU wget, so an option
+        # only GNU wget knows fails here as in the real image.
+        "caddy": ImageSpec(
+            cmd=["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"],
+            env={"PATH": f"{SHIM_DIR}:{_BASE_PATH}", "XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"},
+            workdir="/srv", volumes=("/config", "/data"),
+            shims={"wget": ("exec", "/usr/bin/busybox wget")},
+            dirs=(("/etc/caddy", 0, 0o755), ("/config", 0, 0o755), ("/data", 0, 0o755), ("/srv", 0, 0o755))),
     }
 
 

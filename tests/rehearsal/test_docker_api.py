@@ -339,6 +339,147 @@ def test_plan_order_and_checks():
         api.plan([container()], images=IMAGES, env_overrides={"litellm": {"A": None}})
 
 
+# --- several Docker hosts: each record on the engine of its provider ----------------------------
+
+
+class RecordingEngine(api.Engine):
+    """Stands in for a Docker engine (an external service): records each call, answers like an empty engine
+    where only what it was asked to create exists, every object carrying the rehearsal label."""
+
+    def __init__(self, socket_path: str):
+        super().__init__(socket_path)
+        self.calls: list[tuple[str, str]] = []
+        self.objects: set[str] = set()   # "/containers/<name>", "/networks/<name>", "/volumes/<name>"
+
+    def request(self, method, path, *, params=None, body=None, raw=None, content_type="application/json",
+                timeout=None, ok=(200, 201, 204, 304)):
+        self.calls.append((method, path))
+        labelled = {"Labels": {api.REHEARSAL_LABEL: "run"}}
+        if method == "POST" and path.endswith("/create"):
+            kind = path.split("/")[1]
+            name = (params or {}).get("name") or body["Name"]
+            self.objects.add(f"/{kind}/{name}")
+            return b"{}"
+        if method == "GET" and path.endswith("/json") and path.startswith("/containers/") and path != "/containers/json":
+            name = path.split("/")[2]
+            if f"/containers/{name}" not in self.objects:
+                raise api.EngineError(method, path, 404, "no such container")
+            return json.dumps({"State": {"Running": True}, "Config": labelled}).encode()
+        if method == "GET" and path.split("/")[1] in ("networks", "volumes") and path.count("/") == 2:
+            if path not in self.objects:
+                raise api.EngineError(method, path, 404, "not found")
+            return json.dumps(labelled).encode()
+        if method == "GET" and path == "/containers/json":
+            return json.dumps([{"Id": o.split("/")[2], "Names": ["/" + o.split("/")[2]]}
+                               for o in sorted(self.objects) if o.startswith("/containers/")]).encode()
+        if method == "GET" and path == "/networks":
+            return json.dumps([{"Id": o.split("/")[2], "Name": o.split("/")[2]}
+                               for o in sorted(self.objects) if o.startswith("/networks/")]).encode()
+        if method == "GET" and path == "/volumes":
+            return json.dumps({"Volumes": [{"Name": o.split("/")[2], "Labels": labelled["Labels"]}
+                                           for o in sorted(self.objects) if o.startswith("/volumes/")]}).encode()
+        if method == "DELETE":
+            self.objects.discard(path if path.count("/") == 2 else "/".join(path.split("/")[:3]))
+            return b""
+        return b""
+
+    def created(self) -> list[str]:
+        return [path for method, path in self.calls if method == "POST" and path.endswith("/create")]
+
+
+def two_host_records():
+    def on(host, rec):
+        return {**rec, "provider": f"host-{host}"}
+
+    return [
+        {"type": api.DOCKER_PROVIDER, "name": "host-a", "inputs": {"host": "unix:///var/run/docker.sock"}},
+        {"type": api.DOCKER_PROVIDER, "name": "host-b", "inputs": {"host": "unix:///run/llmstack-b/docker.sock"}},
+        on("a", {"type": api.NETWORK, "name": "network-a", "inputs": {"name": "llm"}}),
+        on("b", {"type": api.NETWORK, "name": "network-b", "inputs": {"name": "llm"}}),  # same Docker name, other host
+        on("b", {"type": api.VOLUME, "name": "cache-b", "inputs": {"name": "cache"}}),
+        on("a", {**container(), "name": "redis-a"}),
+        on("b", {**container(name="relay"), "name": "relay-b"}),
+    ]
+
+
+def test_provider_sockets_come_from_the_provider_records():
+    assert api.provider_sockets(two_host_records()) == {"host-a": "/var/run/docker.sock",
+                                                       "host-b": api.ENGINE_B_SOCKET}
+    ssh = [{"type": api.DOCKER_PROVIDER, "name": "host-gpu", "inputs": {"host": "ssh://root@gpu-01"}}]
+    with pytest.raises(RehearsalError, match="host-gpu.*not a unix:// socket"):
+        api.provider_sockets(ssh)
+
+
+def test_up_and_destroy_send_each_record_to_its_providers_engine():
+    a, b = RecordingEngine("/a.sock"), RecordingEngine("/b.sock")
+    engines = {"host-a": a, "host-b": b}
+    recs = two_host_records()
+    dep = api.up(recs, images=IMAGES, engines=engines, log=lambda _: None)
+    assert a.created() == ["/networks/create", "/containers/create"]
+    assert b.created() == ["/networks/create", "/volumes/create", "/containers/create"]
+    assert a.objects == {"/networks/llm", "/containers/redis"}
+    assert b.objects == {"/networks/llm", "/volumes/cache", "/containers/relay"}
+    assert dep.created == ["network-a", "network-b", "cache-b", "redis-a", "relay-b"]
+
+    report = api.destroy(recs, engines=engines, engine=a, run_label="run", log=lambda _: None)
+    assert sorted(report.removed) == ["container redis", "container relay", "network llm", "network llm", "volume cache"]
+    assert a.objects == set() and b.objects == set()
+
+
+def test_a_provider_without_an_engine_fails_before_anything_is_created():
+    a = RecordingEngine("/a.sock")
+    with pytest.raises(RehearsalError, match="network-b: its Docker provider 'host-b' has no engine"):
+        api.up(two_host_records(), images=IMAGES, engines={"host-a": a}, log=lambda _: None)
+    assert a.calls == []
+
+
+def test_without_engines_every_record_goes_to_the_one_engine():
+    a = RecordingEngine("/a.sock")
+    recs = [r for r in two_host_records() if r["name"] != "network-b"]
+    api.up(recs, images=IMAGES, engine=a, log=lambda _: None)
+    assert a.objects == {"/networks/llm", "/volumes/cache", "/containers/redis", "/containers/relay"}
+
+
+def test_cleanup_and_leftover_volumes_cover_every_engine():
+    a, b = RecordingEngine("/a.sock"), RecordingEngine("/b.sock")
+    a.objects = {"/containers/gateway", "/volumes/pg"}
+    b.objects = {"/containers/relay", "/networks/llm", "/volumes/cache"}
+    engines = {"host-a": a, "host-b": b, "host-a-again": a}
+    left = api.leftover_volumes(a, engines=engines)
+    assert sorted((v["engine"], v["name"]) for v in left) == [("/a.sock", "pg"), ("/b.sock", "cache")]
+    gone = api.cleanup(a, engines=engines, log=lambda _: None)
+    assert sorted(gone) == ["container gateway", "container relay", "network llm", "volume cache", "volume pg"]
+    assert a.objects == set() and b.objects == set()
+    assert api.leftover_volumes(a, engines=engines) == []
+
+
+def test_the_same_docker_name_once_per_host():
+    recs = two_host_records()
+    steps = api.plan(recs, images=IMAGES)
+    assert [s.record["name"] for s in steps if s.kind == "network"] == ["network-a", "network-b"]
+    twice = [*recs, {**recs[3], "name": "network-b2"}]
+    with pytest.raises(RehearsalError, match="network 'llm' registered twice on host-b"):
+        api.plan(twice, images=IMAGES)
+
+
+def test_ensure_engine_starts_engine_b_with_dockerd_sh_b(monkeypatch):
+    ran: list[list[str]] = []
+
+    class Down(api.Engine):
+        def ping(self):
+            return bool(ran)
+
+    def fake_run(argv, **kw):
+        ran.append(argv)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(api.subprocess, "run", fake_run)
+    api.ensure_engine(Down(api.ENGINE_B_SOCKET))
+    api.ensure_engine(Down("/var/run/docker.sock"))
+    assert [argv[2:] for argv in ran] == [["b"]]  # the second engine answered at once: nothing ran for it
+    assert ran[0][1].endswith("tests/rehearsal/dockerd.sh")
+
+
 def test_logs_demux():
     frames = b"\x01\x00\x00\x00\x00\x00\x00\x03out" + b"\x02\x00\x00\x00\x00\x00\x00\x04err\n"
     assert api.demux_logs(frames) == "outerr\n"

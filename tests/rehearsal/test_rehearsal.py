@@ -64,7 +64,8 @@ def test_stand_in_tags_are_the_programs_images(plans):
     plan, _, _ = plans
     tags = rehearsal.standin_tags(plan)
     assert set(tags) == {"ollama", "infinity", "speaches", "vllm", "litellm", "postgres", "redis",
-                         "prometheus", "blackbox-exporter", "grafana", "dcgm-exporter"}
+                         "prometheus", "blackbox-exporter", "grafana", "dcgm-exporter", "caddy"}
+    assert tags["caddy"] == ["caddy:2.11.4"]
     assert tags["prometheus"] == ["prom/prometheus:v3.13.2"] and tags["grafana"] == ["grafana/grafana:13.1.0"]
     assert tags["vllm"] == ["vllm/vllm-openai:v0.31.0"] and tags["infinity"] == ["michaelf34/infinity:0.0.77-cpu"]
 
@@ -138,7 +139,7 @@ def report(engine):  # noqa: F811
 def test_every_container_healthy_through_its_own_healthcheck(report):
     assert set(report.healthy) == {"ollama", "infinity", "speaches", "qwen3-0.6b", "gateway-postgres",
                                    "gateway-redis", "gateway", "prometheus", "prometheus-blackbox", "grafana",
-                                   "gpu-exporter-local"}
+                                   "gpu-exporter-local", "edge"}
     # dcgm-exporter's distroless image cannot probe itself: Prometheus' `up` watches it (see below)
     assert report.healthy.pop("gpu-exporter-local") == "none"
     assert all(status == "healthy" for status in report.healthy.values()), report.healthy
@@ -163,12 +164,8 @@ def test_start_order_follows_the_plan(report):
 
 @rehearsal_mark
 def test_wiring_ports_and_keys(report):
-    assert report.published["gateway"] == [f"127.0.0.1:{report.port}->4000/tcp"]
-    prometheus_port, grafana_port = report.monitoring_ports
-    # the monitoring UIs on loopback only; the gateway's metrics listener (4001) is not published
-    assert report.published["prometheus"] == [f"127.0.0.1:{prometheus_port}->9090/tcp"]
-    assert report.published["grafana"] == [f"127.0.0.1:{grafana_port}->3000/tcp"]
-    assert not any(p for n, p in report.published.items() if n not in ("gateway", "prometheus", "grafana")), report.published
+    # the edge alone publishes (HTTPS on loopback); the gateway, Prometheus and Grafana publish nothing
+    assert {n: p for n, p in report.published.items() if p} == {"edge": [f"127.0.0.1:{report.port}->{report.port}/tcp"]}
     # each backend refuses a call without the key that the gateway got through its env
     assert set(report.without_key) == {"vllm", "infinity", "speaches", "redis"}
     assert all(report.without_key[b] in ("401", "403") for b in ("vllm", "infinity", "speaches")), report.without_key
@@ -179,13 +176,31 @@ def test_wiring_ports_and_keys(report):
 
 
 @rehearsal_mark
-def test_smoke_check_green_before_and_after_the_change(report):
+def test_smoke_check_green_through_the_edge_before_and_after_the_change(report):
+    # HTTPS with the stack CA's certificate (pulumi-tls's resources made real): trusted with the caCertificate
+    # output, refused by a client that trusts only the system's CAs
+    assert report.gateway_url == f"https://{rehearsal.EDGE_DOMAIN}:{report.port}"
+    assert report.ca_subject == "O=llmstack,CN=llmstack CA"
+    assert "CERTIFICATE_VERIFY_FAILED" in report.without_ca, report.without_ca
     assert [code for code, _ in report.smoke] == [0, 0]
     for _, table in report.smoke:
-        assert "smoke: 7 of 7 calls ok" in table
+        assert f"smoke: 7 of 7 calls ok against {report.gateway_url}" in table
         for route in ("/v1/chat/completions+tools", "/v1/embeddings", "/rerank", "/v1/audio/transcriptions",
                       "/v1/audio/speech"):
             assert route in table
+
+
+@rehearsal_mark
+def test_every_client_call_reached_the_gateway_through_the_edge(report):
+    edge, other = report.edge_served["edge"], report.edge_served["other"]
+    # the second smoke run's calls, each from the edge's address (LiteLLM's access log)
+    for call in ("POST /v1/chat/completions 200", "POST /v1/embeddings 200", "POST /rerank 200",
+                 "POST /v1/audio/transcriptions 200", "POST /v1/audio/speech 200"):
+        assert edge.get(call, 0) >= 1, edge
+    assert edge.get("POST /v1/chat/completions 200") >= 3  # two chat models, one with tools
+    assert edge.get("GET /health/readiness 200", 0) >= 1   # the edge's active health check
+    # nothing else called the gateway's API (Prometheus scrapes its separate metrics listener)
+    assert other == {}, other
 
 
 @rehearsal_mark
@@ -222,7 +237,7 @@ def test_destroy_keeps_the_retained_volumes_with_their_data(report):
     assert set(report.expected_retained_volumes) == {
         f"rehearsal-{name}"
         for name in ("ollama-models", "infinity-cache", "speaches-hf-hub", "qwen3-0.6b-hf-cache", "litellm-postgres-data", "litellm-redis-data",
-                     "prometheus-data", "grafana-data")
+                     "prometheus-data", "grafana-data", "edge-data", "edge-config")
     }
     assert sorted(r.split(" ", 1)[1] for r in report.retained) == report.expected_retained_volumes
     assert report.objects_after_destroy == []

@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -41,21 +42,30 @@ def load_provisioning(root: Path) -> tuple[list[dict], list[dict]]:
 class GrafanaApp:
     name = "grafana"
 
-    def __init__(self, password: str, datasources: list[dict], boards: list[dict]) -> None:
+    def __init__(self, password: str, datasources: list[dict], boards: list[dict], sub_path: str = "") -> None:
         self.password = password
         self.datasources = datasources
         self.boards = boards
+        self.sub_path = sub_path
+
+    def local_path(self, path: str) -> str:
+        """With serve_from_sub_path (behind the edge at /grafana/), the path below the root URL's path. A path
+        without it is served too, as Grafana redirects it there (the healthcheck calls /api/health)."""
+        if self.sub_path and path.startswith(self.sub_path + "/"):
+            return path[len(self.sub_path):]
+        return path
 
     def handle(self, request: Request) -> Reply:
-        if request.path == "/api/health":
+        path = self.local_path(request.path)
+        if path == "/api/health":
             return json_reply({"database": "ok", "version": "stand-in"})
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
         user, _, password = base64.b64decode(credentials or "").decode(errors="replace").partition(":") if scheme == "Basic" else ("", "", "")
         if (user, password) != ("admin", self.password):
             raise HttpError(401, {"message": "Unauthorized"})
-        if request.path == "/api/search":
+        if path == "/api/search":
             return json_reply(self.boards)
-        if request.path == "/api/datasources":
+        if path == "/api/datasources":
             return json_reply(self.datasources)
         raise HttpError(404, {"message": "Not found"})
 
@@ -67,7 +77,10 @@ def main() -> int:
         return 1
     datasources, boards = load_provisioning(PROVISIONING)
     (DATA / "grafana.db").write_text("stand-in\n")  # the data volume must be writable by the image's user
-    serve(GrafanaApp(password, datasources, boards), "0.0.0.0", int(os.environ.get("GF_SERVER_HTTP_PORT", DEFAULT_PORT)))
+    sub_path = ""
+    if os.environ.get("GF_SERVER_SERVE_FROM_SUB_PATH") == "true":
+        sub_path = urllib.parse.urlsplit(os.environ.get("GF_SERVER_ROOT_URL", "")).path.rstrip("/")
+    serve(GrafanaApp(password, datasources, boards, sub_path), "0.0.0.0", int(os.environ.get("GF_SERVER_HTTP_PORT", DEFAULT_PORT)))
     return 0
 
 

@@ -199,6 +199,10 @@ class VllmApp:
             return json_reply({"version": VERSION})
         if path == "/metrics":
             return text_reply("# stand-in: no metrics\n")
+        if path == "/invocations" and request.method == "POST":
+            # vLLM's SageMaker route runs a chat completion (a `messages` body) and, like /metrics, checks no
+            # API key (vllm#58144): why no engine port may be reachable from outside its host.
+            return self._chat(request.json or {})
         if path.startswith("/v1"):
             self._authorise(request)
             if path == "/v1/models" and request.method == "GET":
