@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import ssl
-import statistics
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -216,6 +215,3 @@ def run_load(target: StreamTarget, streams: int, requests: int, groups: dict[str
     """`streams` concurrent clients, each `requests` streamed completions; CPU of each process group meanwhile."""
     return run_loads({target.label: Load(target, streams, dict(groups or {}))}, requests)[target.label]
 
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
