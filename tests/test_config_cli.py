@@ -132,7 +132,7 @@ def test_render_prints_resources_config_and_hides_secrets(tmp_path):
     # Each env as NAME=value, only the secret values masked: a reviewer sees how the gateway is wired.
     assert gateway["inputs"]["envs"] == [
         "DATABASE_URL=[secret]", "LITELLM_LOCAL_MODEL_COST_MAP=True", "LITELLM_MASTER_KEY=[secret]",
-        "LITELLM_SALT_KEY=[secret]", "REDIS_PASSWORD=[secret]", "VLLM_QWEN3_API_KEY=[secret]",
+        "LITELLM_SALT_KEY=[secret]", "PYTHON_GC_THRESHOLD=5000,20,100", "REDIS_PASSWORD=[secret]", "VLLM_QWEN3_API_KEY=[secret]",
     ]
     engine = next(r for r in document["resources"] if r["name"] == "qwen3" and r["type"].endswith("Container"))
     assert "VLLM_API_KEY=[secret]" in engine["inputs"]["envs"]

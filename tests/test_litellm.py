@@ -123,7 +123,7 @@ def test_config_file_holds_no_secret(plan):
     assert not is_secret(upload), "the config file must stay reviewable in previews"
     text = reveal(upload)[0]["content"]
     for name, value in secret_envs_of(plan, "gateway").items():
-        if name != "LITELLM_LOCAL_MODEL_COST_MAP":
+        if name not in ("LITELLM_LOCAL_MODEL_COST_MAP", "PYTHON_GC_THRESHOLD"):
             assert value not in text, f"{name} leaked into the config file"
 
 
@@ -131,9 +131,11 @@ def test_gateway_envs(plan):
     envs = secret_envs_of(plan, "gateway")
     assert set(envs) == {
         "DATABASE_URL", "LITELLM_LOCAL_MODEL_COST_MAP", "LITELLM_MASTER_KEY", "LITELLM_SALT_KEY",
-        "REDIS_PASSWORD", "VLLM_QWEN3_API_KEY", "VLLM_SMALL_API_KEY",
+        "PYTHON_GC_THRESHOLD", "REDIS_PASSWORD", "VLLM_QWEN3_API_KEY", "VLLM_SMALL_API_KEY",
     }
     assert envs["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
+    # The streaming defaults (benchmarks/chunk_cost.py), a plain env LiteLLM reads at start.
+    assert envs["PYTHON_GC_THRESHOLD"] == "5000,20,100"
     pg = secret_envs_of(plan, "gateway-postgres")["POSTGRES_PASSWORD"]
     assert envs["DATABASE_URL"] == f"postgresql://litellm:{pg}@litellm-postgres:5432/litellm"
     assert envs["REDIS_PASSWORD"] == secret_envs_of(plan, "gateway-redis")["REDIS_PASSWORD"]

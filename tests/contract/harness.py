@@ -299,6 +299,7 @@ class Backend:
     listening: Listening
     workdir: Path
     process: subprocess.Popen[bytes] | None = None
+    module: str = ""  # the stand-in module under tests/standins, when not the engine's own (vllm_stream)
 
     @property
     def url(self) -> str:
@@ -309,7 +310,7 @@ class Backend:
         # HOME is the container's home: ~/.ollama, ~/.cache/huggingface stay in the test's tmp dir.
         env = base_env({**_rebased_env(self.listening.env, self.workdir / "rootfs"), "HOME": str(self.workdir / "home")})
         log = self.workdir / "standin.log"
-        self.process = spawn(standin_argv(self.container.engine, self.listening.argv), env, log)
+        self.process = spawn(standin_argv(self.module or self.container.engine, self.listening.argv), env, log)
         try:
             wait_ready(self.url + self.listening.ready_path, self.process, ENGINE_START_TIMEOUT, self.listening.ready_headers, log)
         except BaseException:
@@ -391,11 +392,15 @@ def deploy(
     workdir: Path,
     redis: bool = False,
     with_gateway: bool = True,
+    standins: Mapping[str, str] | None = None,
+    standin_env: Mapping[str, str] | None = None,
 ) -> Iterator[Deployment]:
     """Start the stand-ins, pull the models, start LiteLLM with the rendered config; stop everything after.
 
     `redis`: also run redis-server where `litellm-redis` points (else nothing listens there).
-    `with_gateway=False`: everything but LiteLLM (the caller starts its own, with `gateway_env()`)."""
+    `with_gateway=False`: everything but LiteLLM (the caller starts its own, with `gateway_env()`).
+    `standins`: engine -> another stand-in module taking the same command line (`{"vllm": "vllm_stream"}`), with
+    `standin_env` added to its env."""
     config = rendered.config
     bases = api_bases(config)
     engines = {host: rendered.engine_of_host(host) for host in bases}
@@ -415,7 +420,11 @@ def deploy(
                     f"the config reaches {container.name} at {host}:{bases[host]}, but its command line "
                     f"makes it listen on port {listening.port}"
                 )
-            backends[container.name] = Backend(container, hosts[host], listening, workdir / container.name)
+            module = (standins or {}).get(container.engine, "")
+            if module:
+                listening = Listening(listening.argv, {**listening.env, **(standin_env or {})}, listening.port,
+                                      listening.ready_path, listening.ready_headers)
+            backends[container.name] = Backend(container, hosts[host], listening, workdir / container.name, module=module)
         for backend in backends.values():
             backend.start()
         pull_models(rendered, backends)

@@ -88,8 +88,9 @@ def start_gateway(
     timeout: float = 120.0,
     workdir: str | os.PathLike[str] | None = None,
     resolver: Resolver = "auto",
+    extra_args: Sequence[str] = (),
 ) -> Gateway:
-    """Start `litellm --config FILE --port N` and wait for /health/liveliness.
+    """Start `litellm --config FILE --port N [extra_args]` and wait for /health/liveliness.
 
     `env` is added to a minimal base env (no DATABASE_URL, no proxies) with
     LITELLM_LOCAL_MODEL_COST_MAP=True. The log goes to `<workdir>/litellm.log`."""
@@ -98,7 +99,7 @@ def start_gateway(
     port = port or free_port(bind)
     child_env = base_env({"LITELLM_LOCAL_MODEL_COST_MAP": "True", **env})
     child_env.pop("PYTHONPATH", None)  # the repo's `config` package must not shadow anything
-    argv = [litellm_executable(), "--config", str(Path(config_path).resolve()), "--host", bind, "--port", str(port)]
+    argv = [litellm_executable(), "--config", str(Path(config_path).resolve()), "--host", bind, "--port", str(port), *extra_args]
     argv, child_env = with_hosts(argv, child_env, hosts or {}, work, resolver)
     log_path = work / "litellm.log"
     process = spawn(argv, child_env, log_path, cwd=work)
