@@ -50,6 +50,7 @@ from config.source import from_stack_file
 
 from . import docker_api as api
 from . import standin_images as si
+from .client_loop import ClientLoop, LoopFigures
 from .tls_provider import TLSProvider
 
 Log = Callable[[str], None]
@@ -278,6 +279,7 @@ class Report:
     stopped_engine_alerts: list[tuple[str, str, str]] = field(default_factory=list)  # (alert, state, model) after a stop
     grafana_dashboards: list[str] = field(default_factory=list)       # titles Grafana serves (admin password of the outputs)
     grafana_datasource: str = ""
+    change_loop: Optional[LoopFigures] = None                         # the client loop while the change was applied
 
     def summary(self) -> str:
         lines = [f"rehearsal {self.run_label}: {self.seconds:.1f}s in all (edge {self.gateway_url} on 127.0.0.1:{self.port}, "
@@ -290,6 +292,8 @@ class Report:
         lines.append(f"  published: { {n: p for n, p in self.published.items() if p} }; "
                      f"calls without key: {self.without_key}; gateway on Redis: {self.gateway_redis_commands}")
         lines.append("  changed model -> " + ", ".join(f"{c.action} {c.name}" for c in self.changes))
+        if self.change_loop is not None:
+            lines.append("  " + self.change_loop.summary())
         lines.append(f"  prometheus targets: {self.targets}; probes: {self.probes}")
         lines.append(f"  gateway requests by model: {self.gateway_requests}; deployment states: {self.deployment_states}")
         lines.append(f"  after stopping {STOPPED_ENGINE}: {self.stopped_engine_alerts}; grafana: {self.grafana_dashboards}")
@@ -589,8 +593,13 @@ def _run(engine: api.Engine, engines: dict[str, api.Engine], every_engine: dict[
         log(f"  {change}")
     report.replaced_containers = {c.name for c in report.changes if c.type == api.CONTAINER and c.action == REPLACE}
     ids_before = {n: (engine.inspect_container(i["name"]) or {}).get("Id") for n, i in containers(plan).items()}
-    apply_change(engine, plan, changed, report.changes, images=images, run_label=report.run_label, log=log,
-                 engines=engines)
+    # Clients keep calling through the edge while the change is applied (issue 15, benchmark 5b).
+    outputs = reveal(plan.outputs)
+    with ClientLoop(report.gateway_url, outputs["masterKey"], outputs["models"]["chat"][0], ca_file) as loop:
+        apply_change(engine, plan, changed, report.changes, images=images, run_label=report.run_label, log=log,
+                     engines=engines)
+    report.change_loop = loop.figures
+    log("[benchmark] " + loop.figures.summary())
     report.untouched_ids = {n: (engine.inspect_container(i["name"]) or {}).get("Id") == ids_before[n]
                             for n, i in containers(changed).items()}
     report.smoke.append(run_smoke(changed, ca_file, engine, log))

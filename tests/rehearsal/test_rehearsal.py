@@ -212,6 +212,15 @@ def test_changed_model_replaces_only_the_gateway(report):
 
 
 @rehearsal_mark
+def test_clients_kept_calling_through_the_edge_while_the_gateway_rolled(report, capsys):
+    loop = report.change_loop
+    with capsys.disabled():  # the benchmark's figures (issue 15, 5b), in CI's output too
+        print("\n[benchmark] " + loop.summary())
+    # The loop ran through the whole change, streamed and not; its failures and stalls are figures, not asserts.
+    assert len(loop.calls) >= 10 and {c.streamed for c in loop.calls} == {True, False}
+
+
+@rehearsal_mark
 def test_prometheus_sees_every_target_the_gateways_counters_and_a_stopped_engine(report):
     # every job of the generated config up, through the real Prometheus' own view (blackbox's probes included)
     assert report.targets == {job: "up" for job in (
