@@ -25,6 +25,7 @@ import pytest
 
 from components import vllm as vllm_facts
 from config.errors import StackConfigError
+from config.placement import placements
 from config.source import from_stack_file
 from config.validation import validate
 from tests.conftest import ROOT
@@ -81,8 +82,11 @@ def meant_entries() -> list[Meant]:
             stack = validate(from_stack_file(path))
         except StackConfigError:
             continue  # not a stack that renders
-        for index, entry in enumerate(stack.vllm):
-            found.append(Meant(f"{stack_name(path)}:{entry.name}", path, index, entry))
+        # One container per replica (named after it), each with the entry's command.
+        for placed in placements(stack):
+            if placed.spec.key == "vllm":
+                entry = placed.block
+                found.append(Meant(f"{stack_name(path)}:{entry.hostname()}", path, placed.loc[1], entry))
     return found
 
 

@@ -85,6 +85,8 @@ EXPECTED_CHANGE = {
     # behind the edge, the gateway's Docker name carries a generation id that follows its config: a new name, so
     # the new container is created (and healthy) before the old one goes
     (REPLACE, "random:index/randomId:RandomId", "gateway-generation"),
+    (REPLACE, api.CONTAINER, "gateway-2"),
+    (REPLACE, "random:index/randomId:RandomId", "gateway-2-generation"),
     (CREATE, api.LOCAL_COMMAND, "ollama-pull-qwen2.5-0.5b-instruct-q4_K_M"),
     (DELETE, api.LOCAL_COMMAND, "ollama-pull-qwen2.5-0.5b"),
 }
@@ -206,10 +208,14 @@ def standin_tags(plan: Plan) -> dict[str, list[str]]:
     return kinds
 
 
+def gateway_containers(plan: Plan) -> list[str]:
+    """The docker names of the LiteLLM containers (the gateway's replicas), the first replica's first."""
+    return [i["name"] for n, i in sorted(containers(plan).items()) if _labels(i)["llmstack.component"] == "litellm"]
+
+
 def gateway_container(plan: Plan) -> str:
-    """The docker name of the LiteLLM container."""
-    [name] = [i["name"] for i in containers(plan).values() if _labels(i)["llmstack.component"] == "litellm"]
-    return name
+    """The docker name of the (first replica's) LiteLLM container."""
+    return gateway_containers(plan)[0]
 
 
 def smoke_argv(plan: Plan, ca_file: Optional[str]) -> list[str]:
@@ -498,7 +504,7 @@ def apply_change(engine: api.Engine, before: Plan, after: Plan, changes: list[Ch
             remove(rec)
     redo = {c.name for c in changes if c.action in (CREATE, REPLACE)
             or (c.action == UPDATE and c.type == api.LOCAL_COMMAND)}
-    api.up(new_records, images=images, binds=si.rehearsal_binds(), env_overrides={gateway_container(after): GATEWAY_ENV_OVERRIDE},
+    api.up(new_records, images=images, binds=si.rehearsal_binds(), env_overrides={name: GATEWAY_ENV_OVERRIDE for name in gateway_containers(after)},
            run_label=run_label, engine=engine, ignore_types=IGNORED_TYPES, concurrency=CONCURRENCY,
            only=redo, wait_cap=WAIT_CAP_S, log=log, engines=engines)
     for rec in replaced:
@@ -538,7 +544,7 @@ def rehearse(engine: Optional[api.Engine] = None, log: Log = print,
     records = records_of(plan)
     engines = engines_of(records)
     images = {**api.image_map(records), **api.image_map(records_of(changed))}
-    overrides = {gateway_container(plan): GATEWAY_ENV_OVERRIDE}
+    overrides = {name: GATEWAY_ENV_OVERRIDE for name in gateway_containers(plan)}
     binds = si.rehearsal_binds()
     api.plan(records, images=images, binds=binds, env_overrides=overrides, ignore_types=IGNORED_TYPES)  # fails early
     outputs = reveal(plan.outputs)
@@ -642,7 +648,8 @@ def edge_requests(engine: api.Engine, plan: Plan) -> dict[str, dict[str, int]]:
     networks = ((engine.inspect_container(edge) or {}).get("NetworkSettings") or {}).get("Networks") or {}
     edge_ips = {n["IPAddress"] for n in networks.values()}
     counts: dict[str, dict[str, int]] = {"edge": {}, "other": {}}
-    for match in ACCESS_LOG.finditer(engine.logs(gateway_container(plan), tail=5000)):
+    logs = "\n".join(engine.logs(name, tail=5000) for name in gateway_containers(plan))
+    for match in ACCESS_LOG.finditer(logs):
         ip, method, path, status = match.groups()
         if ip == "127.0.0.1":
             continue

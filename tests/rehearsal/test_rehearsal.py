@@ -138,7 +138,7 @@ def report(engine):  # noqa: F811
 @rehearsal_mark
 def test_every_container_healthy_through_its_own_healthcheck(report):
     assert set(report.healthy) == {"ollama", "infinity", "speaches", "qwen3-0.6b", "gateway-postgres",
-                                   "gateway-redis", "gateway", "prometheus", "prometheus-blackbox", "grafana",
+                                   "gateway-redis", "gateway", "gateway-2", "prometheus", "prometheus-blackbox", "grafana",
                                    "gpu-exporter-local", "edge"}
     # dcgm-exporter's distroless image cannot probe itself: Prometheus' `up` watches it (see below)
     assert report.healthy.pop("gpu-exporter-local") == "none"
@@ -206,9 +206,9 @@ def test_every_client_call_reached_the_gateway_through_the_edge(report):
 @rehearsal_mark
 def test_changed_model_replaces_only_the_gateway(report):
     assert {(c.action, c.type, c.name) for c in report.changes} == rehearsal.EXPECTED_CHANGE
-    assert report.replaced_containers == {"gateway"}
+    assert report.replaced_containers == {"gateway", "gateway-2"}
     # on the engine: every other container is the very same one
-    assert report.untouched_ids == {n: n != "gateway" for n in report.untouched_ids}
+    assert report.untouched_ids == {n: n not in ("gateway", "gateway-2") for n in report.untouched_ids}
 
 
 @rehearsal_mark
@@ -224,7 +224,8 @@ def test_clients_kept_calling_through_the_edge_while_the_gateway_rolled(report, 
 def test_prometheus_sees_every_target_the_gateways_counters_and_a_stopped_engine(report):
     # every job of the generated config up, through the real Prometheus' own view (blackbox's probes included)
     assert report.targets == {job: "up" for job in (
-        "dcgm/local/gpus/0", "infinity/local/infinity/0", "litellm/local/gateway/0", "ollama/local/ollama/0",
+        "dcgm/local/gpus/0", "infinity/local/infinity/0", "litellm/local/gateway/1", "litellm/local/gateway/2",
+        "ollama/local/ollama/0",
         "speaches/local/speaches/0", "vllm/local/qwen3-0.6b/0")}
     assert report.probes == {"ollama": "1", "speaches": "1"}  # Speaches' /health with its key from the secret file
     # LiteLLM's request counter for every model the smoke check called, and one healthy state per deployment
