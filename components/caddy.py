@@ -194,6 +194,12 @@ def split_names(names: Sequence[str]) -> tuple[list[str], list[str]]:
     return sorted(dns), sorted(ips)
 
 
+def relay_route_name(hostname: str) -> str:
+    """The path segment of an engine behind a relay: its network alias, lowercased (paths match case-sensitively,
+    aliases do not)."""
+    return hostname.lower()
+
+
 def relay_url(address: str, name: str, port: int = RELAY_PORT) -> str:
     """Where the gateway reaches one engine behind a relay: `https://10.0.0.2:8443/qwen3` (the engine's paths follow)."""
     host = _address(address, "relay address")

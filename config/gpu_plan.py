@@ -54,17 +54,15 @@ class GpuService:
     label: str  # `ollama`, `vllm/qwen3`
     host: str
     gpus: tuple[str, ...]  # as written: device ids, or ("all",)
-    loc: tuple[str | int, ...]  # its block in the stack file: ("ollama",) or ("vllm", 0)
+    loc: tuple[str | int, ...]  # where the stack file places it: ("ollama",), ("vllm", 0) or ("vllm", 0, "replicas", 1)
+    block_loc: tuple[str | int, ...]  # its block: ("vllm", 0) for every replica of that entry
     vram_gib: Optional[float] = None  # engines
     utilization: float | str | None = None  # vLLM: a fraction, "auto", or None (vLLM's default)
     vllm_name: Optional[str] = None  # set for a service sized as a fraction of the card (a vLLM entry's name)
 
     def key(self, name: str) -> str:
         """The stack key of one of its settings; a replica has only its `host` and `gpus`, the rest is its block's."""
-        loc = self.loc
-        if name not in ("host", "gpus") and "replicas" in loc:
-            loc = loc[: loc.index("replicas")]
-        return key_path((*loc, name))
+        return key_path((*(self.loc if name in ("host", "gpus") else self.block_loc), name))
 
 
 @dataclass(frozen=True)
@@ -154,9 +152,9 @@ def gpu_services(stack: StackConfig) -> list[GpuService]:
             # Each replica is sized for its own GPUs: the plan's utilizations are keyed by its network alias.
             name = block.hostname()
             utilization = getattr(block, "gpu_memory_utilization")
-            services.append(GpuService(placed.label, host, tuple(block.gpus), loc, utilization=utilization, vllm_name=name))
+            services.append(GpuService(placed.label, host, tuple(block.gpus), loc, placed.block_loc, utilization=utilization, vllm_name=name))
         else:
-            services.append(GpuService(placed.label, host, tuple(block.gpus), loc, vram_gib=getattr(block, "vram_gib")))
+            services.append(GpuService(placed.label, host, tuple(block.gpus), loc, placed.block_loc, vram_gib=getattr(block, "vram_gib")))
     return services
 
 
@@ -183,8 +181,7 @@ def _placement_issues(stack: StackConfig, services: list[GpuService]) -> list[Co
     for placed in placements(stack):
         block, loc = placed.block, placed.loc
         if not placed.spec.measures_free_memory and not block.gpus and getattr(block, "vram_gib", None) is not None:
-            where = (*loc[: loc.index("replicas")], "vramGiB") if "replicas" in loc else (*loc, "vramGiB")
-            issue = ConfigIssue(key_path(where), "vramGiB is set but the service runs on CPU (no gpus)", "add gpus: (all or device ids), or remove vramGiB")
+            issue = ConfigIssue(key_path((*placed.block_loc, "vramGiB")), "vramGiB is set but the service runs on CPU (no gpus)", "add gpus: (all or device ids), or remove vramGiB")
             if issue not in issues:
                 issues.append(issue)
     for service in services:

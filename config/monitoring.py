@@ -16,7 +16,7 @@ import pulumi
 from components.alert_rules import AlertThresholds
 from components.dashboards import DashboardModel, GpuReservation
 from components.gpu_exporter import GpuExporter, GpuExporterArgs
-from components.caddy import ExtraRoute, relay_url
+from components.caddy import ExtraRoute, relay_route_name, relay_url
 from components.grafana import HOSTNAME as GRAFANA_HOSTNAME
 from components.grafana import PORT as GRAFANA_PORT
 from components.grafana import Grafana, GrafanaArgs
@@ -72,7 +72,7 @@ def summary(stack: StackConfig) -> str:
     ]
     if stack.edge is not None:
         parts.append(f"Grafana through the edge at {GRAFANA_EDGE_PATH}/")
-    hosts = gpu_hosts(stack) if settings.gpu_exporter.enabled else []
+    hosts = exporter_hosts(stack)
     parts.append(f"GPU exporter on {', '.join(hosts)}" if hosts else "no GPU exporter")
     return "monitoring: " + ", ".join(parts)
 
@@ -193,7 +193,7 @@ def engine_targets(
         }
         if host != gateway_host:
             # The relay checks its monitoring key and gives the engine its own.
-            route = engine.deployment.server.hostname.lower()
+            route = relay_route_name(engine.deployment.server.hostname)
             target.update(through_relay(stack, host, route, DEFAULT_PATHS[engine.engine]))  # type: ignore[typeddict-item]
         elif engine.engine in PROBE_NEEDS_KEY:
             key_env = engine.block.gateway_key_env()
@@ -336,8 +336,8 @@ def deploy_monitoring(
                 "address": address,  # type: ignore[typeddict-item]
             }
         )
-    exporter_hosts = gpu_hosts(stack) if settings.gpu_exporter.enabled else []
-    for host in exporter_hosts:
+    watched_hosts = exporter_hosts(stack)
+    for host in watched_hosts:
         exporter_args: GpuExporterArgs = {"network_name": context.sites[host].network.name}
         if context.name_prefix:
             exporter_args["name_prefix"] = context.name_prefix
@@ -386,7 +386,7 @@ def deploy_monitoring(
         "network_name": site.network.name,
         "prometheus_url": prometheus.internal_url,
         "models": dashboard_models(placed),
-        "gpus": gpu_reservations(stack, context.gpu_plan, exporter_hosts),
+        "gpus": gpu_reservations(stack, context.gpu_plan, watched_hosts),
     }
     if context.name_prefix:
         grafana_args["name_prefix"] = context.name_prefix

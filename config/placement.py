@@ -29,6 +29,11 @@ class Placement:
     """The host it runs on (the name under `llmstack:hosts`; unknown names are reported by the host check)."""
 
     @property
+    def block_loc(self) -> tuple:
+        """The location of its block (the replica's loc without `replicas`, i): where the block's other keys are."""
+        return self.loc[: self.loc.index("replicas")] if "replicas" in self.loc else self.loc
+
+    @property
     def label(self) -> str:
         """How messages and the GPU plan name it: `vllm/qwen3`, `vllm/qwen3-gpu-02`, `ollama-gpu-02`."""
         base = self.spec.label(self.block)
@@ -123,26 +128,23 @@ def replica_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
     # Every placement's name is a network alias, a container name after the prefix and a resource name: a replica's
     # may not be taken by another service or engine (plain names are checked as model names), in any case.
     every = placements(stack)
-    # Replicas of one block on one host with the same gpus are reported above.
-    taken: dict[str, tuple[str, tuple]] = {name.lower(): ("another service of the stack", ()) for name in reserved_names()}
-    taken.update({p.block.hostname().lower(): (f"the engine at {key_path(p.loc)}", p.loc) for p in every if not p.block.replica})
+    # Name -> who has it, and the block when that is a suffixed replica (replicas of one block sharing a name are
+    # reported above, as the same gpus twice).
+    taken: dict[str, tuple[str, Optional[tuple]]] = {name.lower(): ("another service of the stack", None) for name in reserved_names()}
+    taken.update({p.block.hostname().lower(): (f"the engine at {key_path(p.loc)}", None) for p in every if not p.block.replica})
     for placement in every:
-        name = placement.block.hostname()
         if not placement.block.replica:
             continue
-        block_loc = placement.loc[:-2]
-        if name.lower() not in taken:
-            taken[name.lower()] = (f"the replica at {key_path(placement.loc)}", placement.loc)
-        elif taken[name.lower()][1][:-2] != block_loc or "replicas" not in taken[name.lower()][1]:
+        name = placement.block.hostname()
+        owner = taken.get(name.lower())
+        if owner is None:
+            taken[name.lower()] = (f"the replica at {key_path(placement.loc)}", placement.block_loc)
+        elif owner[1] != placement.block_loc:
             yield ConfigIssue(
                 key_path(placement.loc),
-                f"this replica would be named {name!r}, which {taken[name.lower()][0]} already uses",
+                f"this replica would be named {name!r}, which {owner[0]} already uses",
                 "rename the model, or the host",
             )
-
-
-def _block_loc(placed: Placement) -> tuple:
-    return placed.loc[: placed.loc.index("replicas")] if "replicas" in placed.loc else placed.loc
 
 
 def host_summary(stack: StackConfig) -> list[str]:
@@ -152,7 +154,7 @@ def host_summary(stack: StackConfig) -> list[str]:
     every = placements(stack)
     counts: dict[tuple, int] = {}
     for placed in every:
-        counts[_block_loc(placed)] = counts.get(_block_loc(placed), 0) + 1
+        counts[placed.block_loc] = counts.get(placed.block_loc, 0) + 1
     lines = []
     for host in sorted(stack.hosts):
         role = "gateway" if host == home else f"relay on {stack.hosts[host].client_address()}:{stack.hosts[host].relay_port}" if host in remote else "idle"
@@ -160,7 +162,7 @@ def host_summary(stack: StackConfig) -> list[str]:
         for placed in every:
             if placed.host != host:
                 continue
-            replicas = counts[_block_loc(placed)]
+            replicas = counts[placed.block_loc]
             text = placed.label
             if replicas > 1:
                 text += f" (replica {placed.loc[-1] + 1} of {replicas})"

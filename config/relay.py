@@ -19,6 +19,7 @@ from components.caddy import (
     CaddyProxy,
     CaddyProxyArgs,
     RelayRoute,
+    relay_route_name,
     relay_url,
     render_relay_caddyfile,
     split_names,
@@ -172,7 +173,7 @@ def deploy_relays(context: DeployContext, ca: StackCA | None) -> Relayed:
 def _engine_key(placement: Placement, deployed: EngineDeployment, relayed: Relayed) -> tuple[str, str, pulumi.Output[str]]:
     """The route name of an engine behind a relay, the gateway env of its key, and the key (secret)."""
     server = deployed.server
-    route_name = server.hostname.lower()
+    route_name = relay_route_name(server.hostname)
     key_env = placement.block.gateway_key_env()
     if key_env is not None:
         return route_name, key_env, pulumi.Output.secret(server.backend_keys.apply(lambda keys, env=key_env: keys[env]))
