@@ -6,7 +6,6 @@ output so clients can trust it; `acme` gets one from Let's Encrypt; `off` is pla
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
@@ -17,14 +16,6 @@ from components.stack_ca import StackCA
 from .registry import EDGE_HOSTNAME
 from .schema import Edge, StackConfig
 from .sites import Site
-
-
-@dataclass
-class DeployedEdge:
-    """The edge of a stack: its proxy and the CA to trust (`tls: internal`)."""
-
-    proxy: CaddyProxy
-    ca_cert_pem: Optional[pulumi.Output[str]]
 
 
 def needs_stack_ca(stack: StackConfig) -> bool:
@@ -64,7 +55,7 @@ def deploy_edge(
     name_prefix: str,
     extra_routes: Sequence[ExtraRoute] = (),
     ca: Optional[StackCA] = None,
-) -> DeployedEdge:
+) -> CaddyProxy:
     """The edge's certificate (from the stack CA `ca` with `tls: internal`) and the Caddy container in front of the
     gateway (and the web UIs and dashboards of `extra_routes`, by path)."""
     edge = stack.edge
@@ -90,14 +81,10 @@ def deploy_edge(
         args["name_prefix"] = name_prefix
     if edge.image:
         args["image"] = edge.image
-    ca_cert_pem = None
-    opts = site.options()
     if edge.tls == "internal":
         if ca is None:
             raise ValueError("tls: internal needs the stack CA")
-        ca_cert_pem = ca.cert_pem
         dns_names, ip_addresses = split_names([domain])
         certificate = ca.issue_server_certificate("edge", dns_names=dns_names, ip_addresses=ip_addresses)
         args["files"] = tls_files(certificate.cert_pem, certificate.private_key_pem)
-    proxy = CaddyProxy("edge", args, opts=opts)
-    return DeployedEdge(proxy, ca_cert_pem)
+    return CaddyProxy("edge", args, opts=site.options())

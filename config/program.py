@@ -122,7 +122,7 @@ def deploy_stack(checked: CheckedStack) -> dict[str, Any]:
     url = edge_url(stack.edge, edge_domain(stack.edge, site.client_address)) if stack.edge is not None else None
     outputs.update(monitoring.deploy_monitoring(context, gateway, url, relayed.monitor_keys, ca.cert_pem if ca is not None else None))
     if stack.edge is not None:
-        edge = deploy_edge(stack, site, gateway.upstreams, prefix, [*monitoring.edge_routes(stack), *webui.edge_routes(stack)], ca)
+        deploy_edge(stack, site, gateway.upstreams, prefix, [*monitoring.edge_routes(stack), *webui.edge_routes(stack)], ca)
         outputs["gatewayUrl"] = pulumi.Output.from_input(url)
     else:
         outputs["gatewayUrl"] = gateway.port.apply(lambda port: f"http://{site.client_address}:{port}")
