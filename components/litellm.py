@@ -138,16 +138,18 @@ def _digest(text: str) -> str:
 def _generation(
     resource: str,
     parent: pulumi.Resource,
-    config_yaml: pulumi.Output[str],
+    uploads: list[docker.ContainerUploadArgs],
     image: docker.RemoteImage,
     command: list[str],
     envs: pulumi.Input[list[pulumi.Input[str]]],
+    network: pulumi.Input[str],
 ) -> pulumi.Output[str]:
-    """A short id that changes with every input that replaces a replica (config, image, command, envs), so its
-    replacement has a name of its own; kept in state otherwise."""
+    """A short id that changes with every input of a replica that varies with the stack (uploaded files, image,
+    command, envs, network), so its replacement has a name of its own; kept in state otherwise."""
     # Digests keep the state small; the envs' digest stays a secret like the envs.
     env_digest = pulumi.Output.from_input(envs).apply(lambda items: _digest("\n".join(items)))
-    keepers = {"config": config_yaml.apply(_digest), "image": image.image_id, "command": " ".join(command), "envs": env_digest}
+    files = pulumi.Output.all(*[u.file for u in uploads], *[u.content for u in uploads]).apply(lambda parts: _digest("\n".join(parts)))
+    keepers = {"uploads": files, "image": image.image_id, "command": " ".join(command), "envs": env_digest, "network": network}
     return random.RandomId(f"{resource}-generation", byte_length=GENERATION_BYTES, keepers=keepers, opts=pulumi.ResourceOptions(parent=parent)).hex
 
 
@@ -267,7 +269,7 @@ class LiteLLMProxy(pulumi.ComponentResource):
             # runs) is created and healthy before the next replica's turn, and the old ones go at the end.
             container_name: pulumi.Input[str] = instance
             if not publish:
-                container_name = pulumi.Output.concat(instance, "-", _generation(resource, self, self.config_yaml, image, command, envs))
+                container_name = pulumi.Output.concat(instance, "-", _generation(resource, self, uploads, image, command, envs, network))
             self.replicas.append(
                 container.service_container(
                     resource,

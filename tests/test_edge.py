@@ -91,6 +91,15 @@ def test_a_model_change_rolls_the_replicas_and_every_other_container_is_replaced
     assert container(run_program(from_stack_file(ROOT / "Pulumi.prod.yaml"), stack="prod"), "gateway").inputs["name"] == container(prod, "gateway").inputs["name"]
 
 
+def test_every_input_that_replaces_a_replica_gives_it_a_new_name(prod):
+    """A replica created before its old container goes needs a name of its own whatever replaced it: the network too."""
+    raw = from_stack_file(ROOT / "Pulumi.prod.yaml")
+    raw["network"] = {"name": "llm2"}
+    after = run_program(raw, stack="prod")
+    for name in ("gateway", "gateway-2"):
+        assert container(after, name).inputs["name"] != container(prod, name).inputs["name"]
+
+
 def test_the_edge_key_is_a_secret_and_the_certificate_names_the_host(prod):
     edge = container(prod, "edge")
     files = uploaded(prod, "edge")
