@@ -20,7 +20,9 @@
 # chains; its published ports go through docker-proxy (the userland proxy) on the host address they
 # name. Its default bridge is B_BRIDGE, made here with the address B_ADDRESS (not `--bridge none`: a
 # daemon started with it deletes the docker0 interface, engine A's default bridge, and its 172.17.0.1
-# with it). B_ADDRESS is where the rehearsal's host b publishes: a host address that engine A's
+# with it). `--live-restore` for the same reason: a daemon that finds its last run's default network in
+# its data root, and has `--default-address-pool`, deletes docker0 too unless live restore is on
+# (moby's configureNetworking, "Clear stale bridge network"): every start of B but the first did. B_ADDRESS is where the rehearsal's host b publishes: a host address that engine A's
 # containers reach. B's networks come from B_ADDRESS_POOL; neither overlaps engine A's default pools
 # (172.17-31.0.0/16, 192.168.0.0/16). One kernel routes between the two engines' bridges, which two
 # machines would not do: chain LLMSTACK-B (jumped to from DOCKER-USER, which engine A runs first and
@@ -52,7 +54,7 @@ case "$engine" in
     pidfile="$B_RUN/docker.pid"
     containerd_pidfile="$B_RUN/exec/containerd/containerd.pid"
     flags=(--data-root /var/lib/llmstack-b --exec-root "$B_RUN/exec" --pidfile "$pidfile"
-           --bridge "$B_BRIDGE" --iptables=false --ip-masq=false
+           --bridge "$B_BRIDGE" --iptables=false --ip-masq=false --live-restore
            --default-address-pool "base=$B_ADDRESS_POOL,size=24")
     mkdir -p "$B_RUN"
     ip link show "$B_BRIDGE" >/dev/null 2>&1 || ip link add "$B_BRIDGE" type bridge
@@ -104,6 +106,8 @@ rm -f "$pidfile"
 alive "$(pid_in "$containerd_pidfile")" || rm -f "$containerd_pidfile"
 [ -S "$sock" ] && rm -f "$sock"
 
+# Engine A's bridge before B starts, to check B left it alone (see --live-restore above).
+a_bridge_before=$(ip -br addr show docker0 2>/dev/null || true)
 echo "dockerd.sh: starting dockerd for engine $engine (log: $log)"
 start=$(date +%s.%N)
 setsid nohup dockerd --host "unix://$sock" "${flags[@]}" >"$log" 2>&1 </dev/null &
@@ -118,4 +122,9 @@ until ping; do
   sleep 0.2
 done
 forward_b
+if [ "$engine" = b ] && [ -n "$a_bridge_before" ] && ! ip link show docker0 >/dev/null 2>&1; then
+  echo "dockerd.sh: engine B's start deleted docker0, engine A's default bridge ($a_bridge_before);" \
+       "restart engine A to get it back" >&2
+  exit 1
+fi
 echo "dockerd.sh: engine $engine up in $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}')s"
