@@ -18,6 +18,7 @@ from .schema import StackConfig, resolve_host
 from .sites import host_of_provider
 from .source import from_stack_file
 from .placement import host_summary
+from .relay import relay_hosts
 from .validation import CheckedStack, check_stack
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -49,7 +50,7 @@ def summary(path: Path, stack: StackConfig) -> str:
     )
     # Where each engine and replica runs, once there is a choice: several hosts, or replicas.
     if len(stack.hosts) > 1 or any(block.replicas for _, _, block in registry.blocks(stack)):
-        line += "\nengines per host:\n" + "\n".join(host_summary(stack))
+        line += "\nengines per host:\n" + "\n".join(host_summary(stack, relay_hosts(stack)))
     return line
 
 

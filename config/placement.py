@@ -7,7 +7,7 @@ removing one replica renames no other: the replica alone on the gateway's host k
 another alone on its host adds `-<host>` (`qwen3-gpu-02`), several on one host add `-<host>-gpu<ids>`.
 """
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Optional
 
@@ -147,17 +147,17 @@ def replica_issues(stack: StackConfig) -> Iterable[ConfigIssue]:
             )
 
 
-def host_summary(stack: StackConfig) -> list[str]:
-    """One line per host: what runs there (engines and replicas with their GPUs) and how the gateway reaches it."""
+def host_summary(stack: StackConfig, relays: Collection[str]) -> list[str]:
+    """One line per host: what runs there (engines and replicas with their GPUs) and how the gateway reaches it
+    (`relays`: the hosts with a relay, config.relay.relay_hosts - engine hosts and GPU-exporter-only hosts)."""
     home = gateway_host(stack)
-    remote = set(remote_hosts(stack))
     every = placements(stack)
     counts: dict[tuple, int] = {}
     for placed in every:
         counts[placed.block_loc] = counts.get(placed.block_loc, 0) + 1
     lines = []
     for host in sorted(stack.hosts):
-        role = "gateway" if host == home else f"relay on {stack.hosts[host].client_address()}:{stack.hosts[host].relay_port}" if host in remote else "idle"
+        role = "gateway" if host == home else f"relay on {stack.hosts[host].client_address()}:{stack.hosts[host].relay_port}" if host in relays else "idle"
         items = []
         for placed in every:
             if placed.host != host:

@@ -190,3 +190,32 @@ def test_config_check_summarises_engines_and_replicas_per_host():
         "  gpu-01 (gateway): vllm/qwen3 (replica 1 of 2) [gpus 0]",
         "  gpu-02 (relay on 10.0.0.12:8443): infinity [gpus 1], vllm/qwen3-gpu-02 (replica 2 of 2) [gpus 0]",
     ]
+
+
+def test_config_check_names_the_relay_of_a_host_with_only_a_gpu_exporter(tmp_path):
+    """A host with GPUs but no engine still gets a relay when Prometheus scrapes its GPU exporter; the
+    per-host summary says so instead of calling it idle."""
+    import io
+
+    import yaml
+
+    from config.cli import main
+
+    stack = yaml.safe_load(EXAMPLE.read_text())
+    config = stack["config"]
+    config["llmstack:hosts"]["gpu-03"] = {
+        "docker": "ssh://deploy@gpu-03", "address": "10.0.0.13", "gpus": [{"id": "0", "memoryGiB": 80}],
+    }
+    without = tmp_path / "Pulumi.without.yaml"
+    without.write_text(yaml.safe_dump(stack))
+    config["llmstack:monitoring"] = {"retention": "7d"}
+    with_exporters = tmp_path / "Pulumi.with.yaml"
+    with_exporters.write_text(yaml.safe_dump(stack))
+
+    def gpu_03_line(path) -> str:
+        out, err = io.StringIO(), io.StringIO()
+        assert main(["check", str(path)], out=out, err=err) == 0, err.getvalue()
+        return next(line for line in out.getvalue().splitlines() if line.startswith("  gpu-03 "))
+
+    assert gpu_03_line(without) == "  gpu-03 (idle): no engine"
+    assert gpu_03_line(with_exporters) == "  gpu-03 (relay on 10.0.0.13:8443): no engine"
