@@ -9,6 +9,7 @@ import pulumi
 from components.engine import EngineServer
 
 from .gpu_plan import GpuPlan, shares_a_gpu
+from .placement import Placement
 from .schema import Engine, StackConfig, resolve_host
 from .sites import Site
 
@@ -27,6 +28,28 @@ class EngineDeployment:
     gpus: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class PlacedEngine:
+    """A deployed engine with the placement it was deployed for (its section, block, host and GPUs)."""
+
+    placement: Placement
+    deployment: EngineDeployment
+
+    @property
+    def engine(self) -> str:
+        """Its section's key (`vllm`, `infinity`)."""
+        return self.placement.spec.key
+
+    @property
+    def block(self) -> Engine:
+        return self.placement.block
+
+    @property
+    def server(self) -> str:
+        """The `model` label of its target: the model for a container per model (vLLM), else the section (`infinity`)."""
+        return str(getattr(self.block, "name")) if self.placement.spec.many else self.placement.spec.key
+
+
 @dataclass
 class DeployContext:
     """The stack being deployed: its validated config, its sites, its GPU plan, and the engines deployed so far."""
@@ -36,7 +59,14 @@ class DeployContext:
     gpu_plan: GpuPlan
     name_prefix: str = ""
     """Prefix of every Docker name (see name_prefix_of)."""
-    deployed: list[EngineDeployment] = field(default_factory=list)
+    placed: list[PlacedEngine] = field(default_factory=list)
+    """The engines deployed so far, each with its placement (in placement order)."""
+
+    def deploy(self, placement: Placement) -> PlacedEngine:
+        """Deploys the engine of one placement with its section's `deploy`, and records it."""
+        placed = PlacedEngine(placement, placement.spec.deploy(placement.block, self))
+        self.placed.append(placed)
+        return placed
 
     def site(self, block: Engine) -> Site:
         """The site a block configured with `host:` (or none) runs on."""
@@ -68,6 +98,6 @@ class DeployContext:
         gpus = list(block.gpus or [])
         return [
             deployed.server.container
-            for deployed in self.deployed
+            for deployed in (placed.deployment for placed in self.placed)
             if deployed.host == site.name and shares_a_gpu(host, gpus, list(deployed.gpus))
         ]

@@ -27,12 +27,11 @@ from components.prometheus import Prometheus, PrometheusArgs
 from components.scrape_config import DEFAULT_PATHS, ScrapeTarget
 
 from . import registry
-from .deployment import DeployContext, EngineDeployment
+from .deployment import DeployContext, PlacedEngine
 from .engine_ids import image_problem
 from .errors import ConfigIssue, key_path
 from .gpu_plan import GpuPlan
 from .placement import placements
-from .registry import SectionSpec
 from .schema import Engine, Monitoring, StackConfig, resolve_host
 
 # How each engine section is watched. Scraped: it serves /metrics without a key (vLLM, Infinity). Probed:
@@ -80,32 +79,6 @@ def summary(stack: StackConfig) -> str:
 def gateway_metrics_args(stack: StackConfig) -> dict[str, Any]:
     """The LiteLLMProxy args that turn on its metrics listener (none when monitoring is off)."""
     return {"metrics_port": METRICS_PORT} if enabled(stack) else {}
-
-
-@dataclass(frozen=True)
-class PlacedEngine:
-    """A deployed engine with the section and block it came from."""
-
-    spec: SectionSpec
-    block: Engine
-    deployment: EngineDeployment
-
-    @property
-    def engine(self) -> str:
-        return self.spec.key
-
-    @property
-    def server(self) -> str:
-        """The `model` label of its target: the model for a container per model (vLLM), else the section (`infinity`)."""
-        return str(getattr(self.block, "name")) if self.spec.many else self.spec.key
-
-
-def placed_engines(context: DeployContext) -> list[PlacedEngine]:
-    """Every deployed engine with its section: the program deploys one engine per placement, in placement order."""
-    placed = placements(context.stack)
-    if len(placed) != len(context.deployed):
-        raise ValueError(f"{len(context.deployed)} engines deployed for {len(placed)} engine placements")
-    return [PlacedEngine(p.spec, p.block, deployed) for p, deployed in zip(placed, context.deployed)]
 
 
 def gpu_hosts(stack: StackConfig) -> list[str]:
@@ -320,7 +293,7 @@ def deploy_monitoring(
     assert settings is not None
     gateway_host = resolve_host(stack, stack.gateway.host)
     site = context.sites[gateway_host]
-    placed = placed_engines(context)
+    placed = context.placed
 
     targets, credentials = engine_targets(stack, placed, gateway_host)
     # Each gateway replica has its own metrics listener (the shared `litellm` alias would reach one at random).

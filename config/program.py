@@ -9,7 +9,7 @@ from components.model_entry import LiteLLMModelEntry, models_by_route
 from components.stack_ca import StackCA
 
 from . import monitoring, webui
-from .deployment import DeployContext, EngineDeployment, name_prefix_of
+from .deployment import DeployContext, PlacedEngine, name_prefix_of
 from .edge import deploy_edge, edge_domain, edge_url, needs_stack_ca
 from .errors import StackConfigError
 from .placement import placements
@@ -25,18 +25,16 @@ def _flatten(groups: list[list[LiteLLMModelEntry]]) -> list[LiteLLMModelEntry]:
 
 
 def backend_keys(
-    stack: StackConfig, engines: list[EngineDeployment], relay_keys: Optional[dict[str, pulumi.Output[str]]] = None
+    engines: list[PlacedEngine], relay_keys: Optional[dict[str, pulumi.Output[str]]] = None
 ) -> dict[str, pulumi.Output[str]]:
     """Gateway env -> engine key (secret), the names known from the stack: each env stays its own secret; plus the keys
     that only a relay checks (`relay_keys`)."""
-    names = [placed.block.gateway_key_env() for placed in placements(stack)]
-    if len(names) != len(engines):
-        raise ValueError("the deployed engines do not match the stack's engine placements")
+    names = [engine.block.gateway_key_env() for engine in engines]
     shared = sorted({name for name in names if name and names.count(name) > 1})
     if shared:  # validation refuses such a stack; a library caller gets the same refusal
         raise ValueError(f"two engines use the key env {shared[0]}")
     keys = {
-        name: pulumi.Output.secret(engine.server.backend_keys.apply(lambda keys, name=name: keys[name]))
+        name: pulumi.Output.secret(engine.deployment.server.backend_keys.apply(lambda keys, name=name: keys[name]))
         for name, engine in zip(names, engines)
         if name
     }
@@ -49,7 +47,7 @@ def backend_keys(
 
 def gateway_args(
     stack: StackConfig,
-    engines: list[EngineDeployment],
+    engines: list[PlacedEngine],
     entries: pulumi.Output[list[LiteLLMModelEntry]],
     network_name: pulumi.Input[str],
     relay_keys: Optional[dict[str, pulumi.Output[str]]] = None,
@@ -59,7 +57,7 @@ def gateway_args(
     args: LiteLLMProxyArgs = {
         "network_name": network_name,
         "models": entries,
-        "backend_keys": backend_keys(stack, engines, relay_keys),
+        "backend_keys": backend_keys(engines, relay_keys),
         "settings": {
             "routing_strategy": gw.routing_strategy,
             "num_retries": gw.num_retries,
@@ -100,9 +98,9 @@ def deploy_stack(checked: CheckedStack) -> dict[str, Any]:
             f"the stack name {prefix!r} cannot start a Docker name. Fix: set llmstack:namePrefix to a name that starts with a letter or digit"
         )
     context = DeployContext(stack, build_sites(stack, prefix), checked.gpu_plan, prefix)
-    for placed in placements(stack):
-        context.deployed.append(placed.spec.deploy(placed.block, context))
-    engines = context.deployed
+    for placement in placements(stack):
+        context.deploy(placement)
+    engines = context.placed
     site = site_of(stack, context.sites, stack.gateway.host)
     # One CA per stack signs the edge's and the relays' certificates.
     ca = StackCA("stack-ca", {}, opts=site.options()) if needs_stack_ca(stack) or relay_hosts(stack) else None

@@ -33,9 +33,9 @@ from components.model_entry import LiteLLMModelEntry, key_env_name
 from components.stack_ca import StackCA
 
 from . import monitoring
-from .deployment import DeployContext, EngineDeployment
+from .deployment import DeployContext, PlacedEngine
 from .errors import ConfigIssue, key_path
-from .placement import Placement, gateway_host, placements, remote_hosts
+from .placement import gateway_host, remote_hosts
 from .registry import RELAY_HOSTNAME
 from .schema import StackConfig
 
@@ -106,15 +106,12 @@ def deploy_relays(context: DeployContext, ca: StackCA | None) -> Relayed:
     """A relay on every host that runs engines but not the gateway (or a GPU exporter to watch), and the gateway's
     view of every engine."""
     stack = context.stack
-    placed: list[Placement] = placements(stack)
-    if len(placed) != len(context.deployed):
-        raise ValueError(f"{len(context.deployed)} engines deployed for {len(placed)} engine placements")
     hosts = relay_hosts(stack)
     if hosts and ca is None:
         raise ValueError("engines on other hosts than the gateway's need the stack CA for their relays")
     watched = monitoring.enabled(stack)
     exporters = set(monitoring.exporter_hosts(stack))
-    relayed = Relayed(entries=[deployed.server.model_entries for deployed in context.deployed])
+    relayed = Relayed(entries=[placed.deployment.server.model_entries for placed in context.placed])
     for host in hosts:
         config = stack.hosts[host]
         address = config.client_address()
@@ -133,10 +130,11 @@ def deploy_relays(context: DeployContext, ca: StackCA | None) -> Relayed:
                     "monitor_path": DEFAULT_PATHS[GPU_EXPORTER],
                 }
             )
-        for index, (placement, deployed) in enumerate(zip(placed, context.deployed)):
-            if placement.host != host:
+        for index, placed in enumerate(context.placed):
+            if placed.placement.host != host:
                 continue
-            route_name, key_env, key = _engine_key(placement, deployed, relayed)
+            deployed = placed.deployment
+            route_name, key_env, key = _engine_key(placed, relayed)
             route: RelayRoute = {
                 "name": route_name,
                 "engine": deployed.server.component,
@@ -170,11 +168,11 @@ def deploy_relays(context: DeployContext, ca: StackCA | None) -> Relayed:
     return relayed
 
 
-def _engine_key(placement: Placement, deployed: EngineDeployment, relayed: Relayed) -> tuple[str, str, pulumi.Output[str]]:
+def _engine_key(placed: PlacedEngine, relayed: Relayed) -> tuple[str, str, pulumi.Output[str]]:
     """The route name of an engine behind a relay, the gateway env of its key, and the key (secret)."""
-    server = deployed.server
+    server = placed.deployment.server
     route_name = relay_route_name(server.hostname)
-    key_env = placement.block.gateway_key_env()
+    key_env = placed.block.gateway_key_env()
     if key_env is not None:
         return route_name, key_env, pulumi.Output.secret(server.backend_keys.apply(lambda keys, env=key_env: keys[env]))
     key_env = keyless_engine_env(server.component, server.hostname)

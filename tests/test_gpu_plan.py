@@ -13,7 +13,8 @@ from config import gpu_plan
 from config.cli import main
 from config.errors import StackConfigError
 from config.plan import run_program
-from config.deployment import DeployContext, EngineDeployment
+from config.deployment import DeployContext, EngineDeployment, PlacedEngine
+from config.placement import placements
 from config.sites import Site
 from config.validation import check_stack, validate
 
@@ -291,17 +292,18 @@ def test_vllm_container_starts_after_the_engines_sharing_its_gpus():
 
 
 def test_start_after_without_inventory_treats_all_as_overlapping():
-    checked = check_stack({"vllm": [vllm(gpus=["0"]), vllm("cpu-side", gpus=["1"])], "ollama": {**OLLAMA, "gpus": "all"}, "infinity": {**INFINITY, "gpus": ["1"]}})
+    checked = check_stack({"vllm": [vllm(gpus=["0"]), vllm("cpu-side", gpus=["1"])], "ollama": {**OLLAMA, "gpus": "all"}, "infinity": {**INFINITY, "gpus": ["1"]}, "speaches": SPEACHES})
 
     class Server:  # only the container matters to the start order
         def __init__(self, container: str) -> None:
             self.container = container
 
     context = DeployContext(checked.config, {"local": Site("local", None, None, "localhost")}, checked.gpu_plan)  # type: ignore[arg-type]
-    context.deployed += [
-        EngineDeployment(Server("ollama-c"), "local", ("all",)),  # type: ignore[arg-type]
-        EngineDeployment(Server("infinity-c"), "local", ("1",)),  # type: ignore[arg-type]
-        EngineDeployment(Server("speaches-c"), "local", ()),  # type: ignore[arg-type]
+    placed = {placement.spec.key: placement for placement in placements(checked.config)}
+    context.placed += [
+        PlacedEngine(placed["ollama"], EngineDeployment(Server("ollama-c"), "local", ("all",))),  # type: ignore[arg-type]
+        PlacedEngine(placed["infinity"], EngineDeployment(Server("infinity-c"), "local", ("1",))),  # type: ignore[arg-type]
+        PlacedEngine(placed["speaches"], EngineDeployment(Server("speaches-c"), "local", ())),  # type: ignore[arg-type]
     ]
     qwen3, cpu_side = checked.config.vllm
     assert context.start_after(qwen3) == ["ollama-c"]
