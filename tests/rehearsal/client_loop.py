@@ -63,11 +63,32 @@ class LoopFigures:
         return text
 
 
+def completions_url(base_url: str) -> str:
+    return base_url.rstrip("/") + "/v1/chat/completions"
+
+
+def chat(client: httpx.Client, url: str, headers: dict[str, str], model: str, stream: bool) -> tuple[bool, str]:
+    """One short chat completion at `url` (completions_url): whether it succeeded (HTTP 200 with choices, or a
+    stream ending in `[DONE]`), and what came back."""
+    body = {"model": model, "messages": PROMPT, "max_tokens": 8, "stream": stream}
+    try:
+        if stream:
+            with client.stream("POST", url, json=body, headers=headers) as response:
+                lines = [line for line in response.iter_lines() if line]
+                ok = response.status_code == 200 and bool(lines) and lines[-1].strip() == "data: [DONE]"
+                return ok, f"HTTP {response.status_code}" + ("" if ok else f" {lines[-1][:120] if lines else 'no data'}")
+        response = client.post(url, json=body, headers=headers)
+        ok = response.status_code == 200 and bool(response.json().get("choices"))
+        return ok, f"HTTP {response.status_code}" + ("" if ok else f" {response.text[:120]}")
+    except (httpx.HTTPError, ValueError) as error:
+        return False, f"{type(error).__name__}: {error}"[:160]
+
+
 class ClientLoop:
     """`with ClientLoop(url, key, model, ca_file) as loop: change()`; then `loop.figures`."""
 
     def __init__(self, url: str, key: str, model: str, ca_file: Optional[str], rate: float = RATE_PER_S) -> None:
-        self.url = url.rstrip("/") + "/v1/chat/completions"
+        self.url = completions_url(url)
         self.headers = {"Authorization": f"Bearer {key}"}
         self.model = model
         self.rate = rate
@@ -103,19 +124,6 @@ class ClientLoop:
 
     def _call(self, stream: bool) -> None:
         started = time.monotonic() - self._t0
-        body = {"model": self.model, "messages": PROMPT, "max_tokens": 8, "stream": stream}
-        ok, detail = False, ""
-        try:
-            if stream:
-                with self.client.stream("POST", self.url, json=body, headers=self.headers) as response:
-                    lines = [line for line in response.iter_lines() if line]
-                    ok = response.status_code == 200 and bool(lines) and lines[-1].strip() == "data: [DONE]"
-                    detail = f"HTTP {response.status_code}" + ("" if ok else f" {lines[-1][:120] if lines else 'no data'}")
-            else:
-                response = self.client.post(self.url, json=body, headers=self.headers)
-                ok = response.status_code == 200 and bool(response.json().get("choices"))
-                detail = f"HTTP {response.status_code}" + ("" if ok else f" {response.text[:120]}")
-        except (httpx.HTTPError, ValueError) as error:
-            detail = f"{type(error).__name__}: {error}"[:160]
+        ok, detail = chat(self.client, self.url, self.headers, self.model, stream)
         with self._lock:
             self.figures.calls.append(Call(started, time.monotonic() - self._t0, stream, ok, detail))

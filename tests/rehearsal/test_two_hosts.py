@@ -28,9 +28,9 @@ def test_failover_counts_and_time_to_recover():
         return ok, "" if ok else "HTTP 500"
 
     result = two_hosts.run_failover(call, lambda: stopped.append(time.monotonic()), 0.0, requests=20, clients=1, stop_after=5)
-    assert len(result.requests) == 20 and len(result.failed) == 3 and stopped
-    assert all(r.started >= result.stopped_at for r in result.failed)
-    last = max(r.started + r.seconds for r in result.failed)
+    assert len(result.calls) == 20 and len(result.failed) == 3 and stopped
+    assert all(c.started >= result.stopped_at for c in result.failed)
+    last = max(c.ended for c in result.failed)
     assert result.time_to_recover == pytest.approx(last - result.stopped_at)
     assert result.failed_after(10.0) == []
     assert "20 chat requests" in result.summary() and "3 failed" in result.summary()
@@ -38,7 +38,7 @@ def test_failover_counts_and_time_to_recover():
 
 def test_failover_without_failures_recovers_at_once():
     result = two_hosts.run_failover(lambda: (True, ""), lambda: None, 5.0, requests=12, clients=3, stop_after=4)
-    assert result.failed == [] and result.time_to_recover == 0.0 and len(result.requests) == 12
+    assert result.failed == [] and result.time_to_recover == 0.0 and len(result.calls) == 12
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +126,8 @@ def test_failover_benchmark_ran(report, capsys):
     failover = report.failover
     with capsys.disabled():  # the benchmark's figures, in CI's output too
         print("\n[benchmark] " + failover.summary())
-    assert len(failover.requests) >= 200
-    assert failover.stopped_at > 0 and any(r.started > failover.stopped_at for r in failover.requests)
+    assert len(failover.calls) >= 200
+    assert failover.stopped_at > 0 and any(c.started > failover.stopped_at for c in failover.calls)
 
 
 @rehearsal_mark

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import httpx
 import yaml
 
 if __package__ in (None, ""):  # `python tests/rehearsal/two_hosts.py`
@@ -44,6 +45,7 @@ from config.source import from_stack_file
 from . import docker_api as api
 from . import rehearsal as single
 from . import standin_images as si
+from .client_loop import Call, LoopFigures, chat, completions_url
 from .rehearsal import IGNORED_TYPES, Log, Passwords, containers, gateway_container, records_of
 from .tls_provider import TLSProvider
 
@@ -136,42 +138,31 @@ def env_of(plan: Plan, container: str) -> dict[str, str]:
 
 
 @dataclass
-class Request:
-    started: float          # seconds after the loop began
-    seconds: float
-    ok: bool
-    error: str = ""
+class Failover(LoopFigures):
+    """The failover loop's calls (none streamed), and when B's replica was stopped."""
 
-
-@dataclass
-class Failover:
-    requests: list[Request] = field(default_factory=list)
     stopped_at: float = 0.0                                 # seconds after the loop began
     detection_interval: float = 0.0                         # the gateway's health_check_interval (0: none)
 
-    @property
-    def failed(self) -> list[Request]:
-        return [r for r in self.requests if not r.ok]
-
-    def failed_after(self, seconds: float) -> list[Request]:
-        return [r for r in self.failed if r.started >= self.stopped_at + seconds]
+    def failed_after(self, seconds: float) -> list[Call]:
+        return [c for c in self.failed if c.started >= self.stopped_at + seconds]
 
     @property
     def time_to_recover(self) -> float:
-        """From the stop to the end of the last failed request (0 when none failed)."""
-        return max((r.started + r.seconds - self.stopped_at for r in self.failed), default=0.0)
+        """From the stop to the end of the last failed call (0 when none failed)."""
+        return max((c.ended - self.stopped_at for c in self.failed), default=0.0)
 
     def summary(self) -> str:
-        before = [r.seconds for r in self.requests if r.started < self.stopped_at]
-        after = [r.seconds for r in self.requests if r.started >= self.stopped_at]
+        before = [c.ended - c.started for c in self.calls if c.started < self.stopped_at]
+        after = [c.ended - c.started for c in self.calls if c.started >= self.stopped_at]
         worst = max(after, default=0.0)
-        errors = sorted({r.error for r in self.failed})
-        return (f"failover: {len(self.requests)} chat requests, {FAILOVER_CLIENTS} clients; B's replica stopped at "
+        errors = sorted({c.detail for c in self.failed})
+        return (f"failover: {len(self.calls)} chat requests, {FAILOVER_CLIENTS} clients; B's replica stopped at "
                 f"{self.stopped_at:.1f}s: {len(self.failed)} failed ({len(self.failed_after(self.detection_interval))} "
                 f"after the first detection interval of {self.detection_interval:g}s), time to recover "
                 f"{self.time_to_recover:.2f}s; latency median before {statistics.median(before) if before else 0:.3f}s, "
                 f"after {statistics.median(after) if after else 0:.3f}s, worst after {worst:.2f}s"
-                + (f"; failed at {', '.join(f'+{r.started - self.stopped_at:.1f}s' for r in self.failed)} after the stop"
+                + (f"; failed at {', '.join(f'+{c.started - self.stopped_at:.1f}s' for c in self.failed)} after the stop"
                    if self.failed else "")
                 + (f"; errors: {errors[:2]}" if errors else ""))
 
@@ -295,20 +286,6 @@ def gateway_resource(plan: Plan) -> str:
     return next(res for res, inputs in containers(plan).items() if single._labels(inputs)["llmstack.component"] == "litellm")
 
 
-def chat_once(url: str, key: str) -> tuple[bool, str]:
-    import httpx
-
-    try:
-        answer = httpx.post(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                            json={"model": CHAT_MODEL, "messages": [{"role": "user", "content": "Reply: ok."}], "max_tokens": 8},
-                            timeout=REQUEST_TIMEOUT_S)
-    except Exception as e:  # noqa: BLE001 - a failed request is a data point
-        return False, type(e).__name__
-    if answer.status_code != 200:
-        return False, f"HTTP {answer.status_code}: {answer.text[:400]}"
-    return True, ""
-
-
 def run_failover(call: Callable[[], tuple[bool, str]], stop: Callable[[], None], detection_interval: float, *,
                  requests: int = FAILOVER_REQUESTS, clients: int = FAILOVER_CLIENTS, stop_after: int = STOP_AFTER) -> Failover:
     """`requests` calls (`call()` -> (ok, error)) from `clients` threads; `stop` (B's replica) runs once `stop_after`
@@ -327,8 +304,8 @@ def run_failover(call: Callable[[], tuple[bool, str]], stop: Callable[[], None],
             start = time.monotonic() - t0
             ok, error = call()
             with lock:
-                result.requests.append(Request(start, time.monotonic() - t0 - start, ok, error))
-                fire = len(result.requests) == stop_after
+                result.calls.append(Call(start, time.monotonic() - t0, False, ok, error))
+                fire = len(result.calls) == stop_after
             if fire:
                 result.stopped_at = time.monotonic() - t0
                 stop()
@@ -341,7 +318,8 @@ def run_failover(call: Callable[[], tuple[bool, str]], stop: Callable[[], None],
         t.join()
     if not stopped.is_set():
         raise api.RehearsalError("the failover loop ended before B's replica was stopped")
-    result.requests.sort(key=lambda r: r.started)
+    result.calls.sort(key=lambda c: c.started)
+    result.duration = time.monotonic() - t0
     return result
 
 
@@ -407,9 +385,15 @@ def _run(engines: dict[str, api.Engine], plan: Plan, changed: Plan, records: lis
     t0 = time.monotonic()
     report.smoke.append(single.run_smoke(plan, None, a, log))
     outputs = reveal(plan.outputs)
-    url, key = outputs["gatewayUrl"], outputs["masterKey"]
+    chat_url, headers = completions_url(outputs["gatewayUrl"]), {"Authorization": f"Bearer {outputs['masterKey']}"}
+
+    def chat_once() -> tuple[bool, str]:
+        # A connection per request, as a client that does not keep connections alive.
+        with httpx.Client(timeout=REQUEST_TIMEOUT_S) as client:
+            return chat(client, chat_url, headers, CHAT_MODEL, stream=False)
+
     for _ in range(WARMUP_REQUESTS):
-        ok, error = chat_once(url, key)
+        ok, error = chat_once()
         if not ok:
             raise api.RehearsalError(f"a chat request before the failover failed: {error}")
     report.replica_requests = replica_requests(engines, plan)
@@ -421,7 +405,7 @@ def _run(engines: dict[str, api.Engine], plan: Plan, changed: Plan, records: lis
                   and single._labels(containers(plan)[res])["llmstack.component"] == "vllm")
     b_name = containers(plan)[b_chat]["name"]
     interval = gateway_settings(plan)["general_settings"].get("health_check_interval") or 0
-    report.failover = run_failover(lambda: chat_once(url, key), lambda: engines["host-b"].request(
+    report.failover = run_failover(chat_once, lambda: engines["host-b"].request(
         "POST", f"/containers/{b_name}/stop", params={"t": 2}, timeout=30), float(interval))
     log("[rehearsal] " + report.failover.summary())
     engines["host-b"].request("POST", f"/containers/{b_name}/start")  # back, for the change below
