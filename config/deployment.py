@@ -21,11 +21,9 @@ def name_prefix_of(stack: StackConfig, stack_name: str) -> str:
 
 @dataclass(frozen=True)
 class EngineDeployment:
-    """One deployed engine: its component, and where it runs (for the start order of later engines)."""
+    """One deployed engine: its component (where it runs is its placement's, see PlacedEngine)."""
 
     server: EngineServer
-    host: str
-    gpus: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,7 +85,7 @@ class DeployContext:
         site = self.site(block)
         depends_on = self.start_after(block) if measures_free_memory else []
         server = build(site.options(depends_on=depends_on))
-        return EngineDeployment(server, site.name, tuple(block.gpus or ()))
+        return EngineDeployment(server)
 
     def start_after(self, block: Engine) -> list[pulumi.Resource]:
         """The containers of the engines deployed so far that share one of the block's GPUs on its host.
@@ -97,7 +95,7 @@ class DeployContext:
         host = self.stack.hosts[site.name]
         gpus = list(block.gpus or [])
         return [
-            deployed.server.container
-            for deployed in (placed.deployment for placed in self.placed)
-            if deployed.host == site.name and shares_a_gpu(host, gpus, list(deployed.gpus))
+            placed.deployment.server.container
+            for placed in self.placed
+            if placed.placement.host == site.name and shares_a_gpu(host, gpus, list(placed.placement.gpus))
         ]

@@ -156,7 +156,7 @@ def engine_targets(
                 f"the engine section {engine.engine!r} has no monitoring description: add it to WATCHED_ENGINES in config/monitoring.py "
                 "and its metrics to components/metrics_catalog.py"
             )
-        host = engine.deployment.host
+        host = engine.placement.host
         target: ScrapeTarget = {
             "engine": engine.engine,
             "model": engine.server,

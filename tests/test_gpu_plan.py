@@ -301,9 +301,9 @@ def test_start_after_without_inventory_treats_all_as_overlapping():
     context = DeployContext(checked.config, {"local": Site("local", None, None, "localhost")}, checked.gpu_plan)  # type: ignore[arg-type]
     placed = {placement.spec.key: placement for placement in placements(checked.config)}
     context.placed += [
-        PlacedEngine(placed["ollama"], EngineDeployment(Server("ollama-c"), "local", ("all",))),  # type: ignore[arg-type]
-        PlacedEngine(placed["infinity"], EngineDeployment(Server("infinity-c"), "local", ("1",))),  # type: ignore[arg-type]
-        PlacedEngine(placed["speaches"], EngineDeployment(Server("speaches-c"), "local", ())),  # type: ignore[arg-type]
+        PlacedEngine(placed["ollama"], EngineDeployment(Server("ollama-c"))),  # type: ignore[arg-type]
+        PlacedEngine(placed["infinity"], EngineDeployment(Server("infinity-c"))),  # type: ignore[arg-type]
+        PlacedEngine(placed["speaches"], EngineDeployment(Server("speaches-c"))),  # type: ignore[arg-type]
     ]
     qwen3, cpu_side = checked.config.vllm
     assert context.start_after(qwen3) == ["ollama-c"]
