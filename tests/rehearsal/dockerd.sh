@@ -22,9 +22,10 @@
 # daemon started with it deletes the docker0 interface, engine A's default bridge, and its 172.17.0.1
 # with it). `--live-restore` for the same reason: a daemon that finds its last run's default network in
 # its data root, and has `--default-address-pool`, deletes docker0 too unless live restore is on
-# (moby's configureNetworking, "Clear stale bridge network"): every start of B but the first did. B_ADDRESS is where the rehearsal's host b publishes: a host address that engine A's
-# containers reach. B's networks come from B_ADDRESS_POOL; neither overlaps engine A's default pools
-# (172.17-31.0.0/16, 192.168.0.0/16). One kernel routes between the two engines' bridges, which two
+# (moby's configureNetworking, "Clear stale bridge network"): every start of B but the first did.
+# B_ADDRESS is where the rehearsal's host b publishes: a host address that engine A's containers reach.
+# B's networks come from B_ADDRESS_POOL; neither overlaps engine A's default pools (172.17-31.0.0/16,
+# 192.168.0.0/16). One kernel routes between the two engines' bridges, which two
 # machines would not do: chain LLMSTACK-B (jumped to from DOCKER-USER, which engine A runs first and
 # never flushes) accepts traffic inside B's pool (with br_netfilter, frames crossing one of B's bridges go
 # through FORWARD, whose policy engine A sets to DROP) and drops any other forwarded traffic to or from
